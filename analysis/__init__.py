@@ -1,0 +1,1 @@
+"""Design principles from the trial database (the reports issue builds this)."""

@@ -1,0 +1,67 @@
+"""Window encoder: a transformer over fixed-size, possibly overlapping windows of the context.
+
+Windows step S = W - O tokens. Window i re-reads the O tokens before its S new tokens, so tokens at
+a boundary see context from both sides while each context token is pooled exactly once: a context
+of T tokens yields ceil(T / r) latents for every (W, O, r) with S % r == 0.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from .config import ModelConfig, SpecialTokens
+from .layers import Block, rope_tables
+from .pooling import POOLINGS
+
+
+class WindowEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        enc = cfg.encoder
+        self.cfg, self.window, self.overlap, self.ratio = enc, enc.window, enc.overlap, cfg.ratio
+        self.embed = nn.Embedding(cfg.vocab_size, enc.d_model)
+        self.blocks = nn.ModuleList(Block(enc.d_model, enc.n_heads, enc.mlp_ratio, cfg.attention) for _ in range(enc.n_layers))
+        self.norm = nn.RMSNorm(enc.d_model)
+        self.pooling = POOLINGS[cfg.pooling](cfg)
+
+    def windows(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cut (B, T) tokens into (B, n, W) windows and their validity mask."""
+        B, T = context.shape
+        stride = self.window - self.overlap
+        n = math.ceil(T / stride)
+        pad = (self.overlap, n * stride - T)  # overlap before the first window, remainder after the last
+        tokens = F.pad(context, pad, value=SpecialTokens.PAD).unfold(1, self.window, stride)  # (B, n, W)
+        valid = F.pad(torch.ones_like(context, dtype=torch.bool), pad, value=False).unfold(1, self.window, stride)
+        return tokens, valid
+
+    def attention_mask(self, valid: torch.Tensor) -> torch.Tensor:
+        """(N, 1, L, L) bool: padding is never a key; every token may attend to itself (no empty rows)."""
+        L = valid.shape[-1]
+        eye = torch.eye(L, dtype=torch.bool, device=valid.device)
+        mask = valid[:, None, None, :]  # (N, 1, 1, L)
+        if self.cfg.mask == "causal":
+            mask = mask & torch.ones(L, L, dtype=torch.bool, device=valid.device).tril()
+        return mask | eye
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        """context: (B, T) token ids -> latents (B, ceil(T / r), D_enc)."""
+        B, T = context.shape
+        tokens, valid = self.windows(context)  # (B, n, W)
+        tokens, valid = rearrange(tokens, "b n w -> (b n) w"), rearrange(valid, "b n w -> (b n) w")
+        x = self.embed(tokens)  # (B*n, W, D)
+        key_valid = valid
+        markers = self.pooling.markers()
+        if markers is not None:  # memory pooling: learned markers read the whole window
+            x = torch.cat([x, markers.expand(x.shape[0], -1, -1).type_as(x)], dim=1)  # (B*n, W + m, D)
+            key_valid = F.pad(valid, (0, markers.shape[0]), value=True)
+        mask = self.attention_mask(key_valid)
+        rope = rope_tables(x.shape[1], self.cfg.d_model // self.cfg.n_heads, x.device)
+        for block in self.blocks:
+            x = block(x, rope, mask)
+        latents = self.pooling(self.norm(x), valid)  # (B*n, S / r, D)
+        latents = rearrange(latents, "(b n) g d -> b (n g) d", b=B)
+        return latents[:, : math.ceil(T / self.ratio)]  # drop groups made only of padding

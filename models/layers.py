@@ -1,0 +1,68 @@
+"""Transformer parts shared by encoder, adapter and decoder: RoPE, attention, SwiGLU, pre-norm block."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from .attention import BACKENDS
+
+
+def rope_tables(n_pos: int, head_dim: int, device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (n_pos, head_dim // 2) for rotary position embeddings."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(n_pos, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, hd); rotate (even, odd) pairs by position-dependent angles
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, H, T, hd/2) each
+    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, backend: str = "sdpa"):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.proj = nn.Linear(d_model, d_model, bias=False)
+        self.attend = BACKENDS["sdpa" if backend == "auto" else backend]
+
+    def forward(self, x, rope=None, mask=None, causal=False):
+        # x: (B, T, D); mask: bool (B, 1, T, T), True = may attend
+        q, k, v = rearrange(self.qkv(x), "b t (three h hd) -> three b h t hd", three=3, h=self.n_heads)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        y = self.attend(q, k, v, mask, causal)  # (B, H, T, hd)
+        return self.proj(rearrange(y, "b h t hd -> b t (h hd)"))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, mlp_ratio: float):
+        super().__init__()
+        # 2/3 keeps SwiGLU's parameter count equal to a GELU MLP of the same ratio (LLaMA)
+        hidden = int(2 * mlp_ratio * d_model / 3)
+        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: float, backend: str = "sdpa"):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, backend)
+        self.mlp_norm = nn.RMSNorm(d_model)
+        self.mlp = SwiGLU(d_model, mlp_ratio)
+
+    def forward(self, x, rope=None, mask=None, causal=False):
+        x = x + self.attn(self.attn_norm(x), rope, mask, causal)
+        return x + self.mlp(self.mlp_norm(x))

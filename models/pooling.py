@@ -1,0 +1,132 @@
+"""Pooling: turns encoder states of each window into latents, one per group of r new tokens.
+
+A window holds W tokens: O overlap tokens re-read from the previous window, then S = W - O new
+tokens, i.e. S / r groups. Every pooling maps (N, W + m, D) window states to (N, S / r, D).
+
+- mean:      average of the group's tokens
+- max:       element-wise max over the group
+- last:      state of the group's last token
+- concat:    the r states concatenated, projected back to D
+- attention: a learned query per latent slot attends over its group (Perceiver-style)
+- memory:    S / r learned marker tokens appended to each window; their outputs are the latents
+             (ICAE / gist / EOS style)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from .attention import BACKENDS
+from .config import ModelConfig
+
+POOLINGS: dict[str, type["Pooling"]] = {}
+
+
+def register(name: str):
+    def wrap(cls):
+        POOLINGS[name] = cls
+        cls.name = name
+        return cls
+    return wrap
+
+
+class Pooling(nn.Module):
+    """Base: subclasses implement `forward(states, valid)`; `n_markers` tokens are appended to each window."""
+
+    n_markers = 0
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.overlap, self.window, self.ratio = cfg.encoder.overlap, cfg.encoder.window, cfg.ratio
+
+    def markers(self) -> torch.Tensor | None:
+        """(n_markers, D) embeddings appended to every window, or None."""
+        return None
+
+    def groups(self, states, valid):
+        """The new tokens of each window split into groups of r: (N, G, r, D) and (N, G, r)."""
+        new = states[:, self.overlap:self.window]  # (N, S, D)
+        new_valid = valid[:, self.overlap:self.window]  # (N, S)
+        return (rearrange(new, "n (g r) d -> n g r d", r=self.ratio),
+                rearrange(new_valid, "n (g r) -> n g r", r=self.ratio))
+
+    def forward(self, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """states: (N, W + n_markers, D), valid: (N, W) bool -> latents (N, S / r, D)."""
+        raise NotImplementedError
+
+
+@register("mean")
+class MeanPooling(Pooling):
+    def forward(self, states, valid):
+        g, v = self.groups(states, valid)
+        v = v.unsqueeze(-1).type_as(g)  # (N, G, r, 1)
+        return (g * v).sum(2) / v.sum(2).clamp(min=1)
+
+
+@register("max")
+class MaxPooling(Pooling):
+    def forward(self, states, valid):
+        g, v = self.groups(states, valid)
+        pooled = g.masked_fill(~v.unsqueeze(-1), float("-inf")).amax(2)  # (N, G, D)
+        # groups made only of padding (dropped later) must stay finite
+        return torch.where(v.any(2, keepdim=True), pooled, torch.zeros_like(pooled))
+
+
+@register("last")
+class LastPooling(Pooling):
+    def forward(self, states, valid):
+        g, v = self.groups(states, valid)
+        # padding only ever trails a group, so the last real token sits at count - 1
+        last = (v.sum(2) - 1).clamp(min=0)  # (N, G)
+        index = last[..., None, None].expand(-1, -1, 1, g.shape[-1])
+        return g.gather(2, index).squeeze(2)
+
+
+@register("concat")
+class ConcatPooling(Pooling):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        d = cfg.encoder.d_model
+        self.proj = nn.Linear(cfg.ratio * d, d, bias=False)
+
+    def forward(self, states, valid):
+        g, v = self.groups(states, valid)
+        g = g * v.unsqueeze(-1).type_as(g)
+        return self.proj(rearrange(g, "n g r d -> n g (r d)"))
+
+
+@register("attention")
+class AttentionPooling(Pooling):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        d, self.n_heads = cfg.encoder.d_model, cfg.encoder.n_heads
+        n_slots = cfg.stride // cfg.ratio
+        self.queries = nn.Parameter(torch.randn(n_slots, d) * 0.02)  # one per latent slot of a window
+        self.norm = nn.RMSNorm(d)
+        self.kv = nn.Linear(d, 2 * d, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+        self.attend = BACKENDS["sdpa" if cfg.attention == "auto" else cfg.attention]
+
+    def forward(self, states, valid):
+        g, v = self.groups(states, valid)
+        N, G = v.shape[:2]
+        k, val = rearrange(self.kv(self.norm(g)), "n g r (two h hd) -> two (n g) h r hd", two=2, h=self.n_heads)
+        q = rearrange(self.queries, "g (h hd) -> g h 1 hd", h=self.n_heads).repeat(N, 1, 1, 1)  # (N*G, H, 1, hd)
+        mask = rearrange(v | ~v.any(-1, keepdim=True), "n g r -> (n g) 1 1 r")  # all-pad groups attend anywhere
+        pooled = self.attend(q, k, val, mask, False)  # (N*G, H, 1, hd)
+        return self.proj(rearrange(pooled, "(n g) h 1 hd -> n g (h hd)", n=N))
+
+
+@register("memory")
+class MemoryPooling(Pooling):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.n_markers = cfg.stride // cfg.ratio
+        self.marker_embeddings = nn.Parameter(torch.randn(self.n_markers, cfg.encoder.d_model) * 0.02)
+
+    def markers(self):
+        return self.marker_embeddings
+
+    def forward(self, states, valid):
+        return states[:, self.window:]  # (N, S / r, D): the markers' outputs

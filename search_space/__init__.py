@@ -1,0 +1,1 @@
+"""Declarative design spaces sampled by Optuna (the sweeps issue builds this)."""

@@ -1,0 +1,1 @@
+"""Slurm dispatch of trials with submitit (the Slurm issue builds this)."""
