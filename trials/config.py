@@ -1,0 +1,219 @@
+"""Trial configuration: `TrialConfig` = model + data + train, loaded from YAML with strict checking.
+
+`load_config(path, overrides)` is the only way YAML becomes a config: unknown keys, wrong types and
+impossible values raise `ConfigError` naming the file, the field and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from models import ConfigError, ModelConfig
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "embedded", "files", "hub"] = "synthetic"
+    context_len: int = 64  # T: tokens to compress
+    text_len: int = 64  # S: raw tokens after the context (the continuation)
+    # synthetic task suite
+    tasks: list[str] = field(default_factory=lambda: ["reconstruction"])
+    n_symbols: int = 64  # symbol vocabulary of the synthetic tasks
+    span_len: int = 8  # span_recall: context is addressed in spans of this many tokens
+    kv_pairs: int = 16  # kv_recall: key-value pairs at the start of the context (rest is distractors)
+    n_keys: int = 64  # kv_recall: key vocabulary
+    # text corpora
+    path: list[str] = field(default_factory=list)  # files: local text/jsonl/parquet; hub: [name] or [name, config]
+    text_field: str = "text"
+    val_fraction: float = 0.05  # documents held out for validation (by a hash of their position)
+    tokenizer: Literal["bpe", "byte"] = "bpe"
+    tokenizer_vocab: int = 4096
+    val_examples: int = 256  # per synthetic task, or text windows
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 32
+    steps: int | None = None  # budget: exactly one of steps / budget_tokens / budget_flops
+    budget_tokens: float | None = None
+    budget_flops: float | None = None  # training FLOPs (3x forward), converted with this model's FLOPs/token
+    lr_encoder: float = 1e-3
+    lr_adapter: float = 1e-3
+    lr_decoder: float = 1e-3
+    weight_decay: float = 0.1
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    warmup_frac: float = 0.05
+    decay_frac: float = 0.2  # wsd: share of steps in the final linear decay
+    min_lr_frac: float = 0.1
+    grad_clip: float = 1.0
+    precision: Literal["auto", "32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    full_context_share: float = 0.0  # steps that feed the raw context instead of latents
+    reconstruction_share: float = 0.0  # steps that reconstruct the context from its latents
+    stages: Literal["joint", "staged"] = "joint"
+    stage_fracs: list[float] = field(default_factory=lambda: [0.1, 0.1])  # staged: adapter only, + encoder; then all
+    decoder_init: Literal["scratch", "warm"] = "scratch"
+    warm_steps: int = 300  # warm start: decoder pre-training steps on raw context (cached per study data)
+    val_every: int = 0  # 0: validate only at the end
+    checkpoint_every: int = 100
+    log_every: int = 10
+    threads: int = 0  # torch CPU threads, 0 = torch's default
+
+
+@dataclass
+class TrialConfig:
+    name: str = "trial"
+    seed: int = 0
+    output_dir: str = "runs"
+    progress: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Canonical hash of everything that changes results (not where outputs go or how they are shown)."""
+        d = self.to_dict()
+        d.pop("output_dir"), d.pop("progress")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def validate(self) -> "TrialConfig":
+        self.model.validate()
+        d, t = self.data, self.train
+        from .synthetic import TASKS
+
+        if d.source == "synthetic":
+            for task in d.tasks:
+                if task not in TASKS:
+                    raise ConfigError("data.tasks", f"unknown synthetic task '{task}'", f"use some of {sorted(TASKS)}")
+            if not d.tasks:
+                raise ConfigError("data.tasks", "no synthetic task selected", f"list some of {sorted(TASKS)}")
+            if "kv_recall" in d.tasks and not (1 <= d.kv_pairs <= min(d.context_len // 2, d.n_keys)):
+                raise ConfigError("data.kv_pairs", f"{d.kv_pairs} pairs do not fit", "use 1 <= kv_pairs <= min(context_len / 2, n_keys)")
+            if "span_recall" in d.tasks and (d.context_len % d.span_len or d.text_len < d.span_len + 2):
+                raise ConfigError("data.span_len", f"span_len {d.span_len} must divide context_len {d.context_len} and fit in text_len - 2",
+                                  "choose a span_len dividing context_len, at most text_len - 2")
+        if d.source in ("files", "hub") and not d.path:
+            raise ConfigError("data.path", f"source '{d.source}' needs a path", "set data.path to local files or a hub dataset name")
+        if d.context_len < 1 or d.text_len < 2:
+            raise ConfigError("data.text_len", "need context_len >= 1 and text_len >= 2", "raise the lengths")
+        budgets = [b for b in (t.steps, t.budget_tokens, t.budget_flops) if b is not None]
+        if len(budgets) != 1 or budgets[0] <= 0:
+            raise ConfigError("train.steps", "exactly one positive budget is needed",
+                              "set one of train.steps, train.budget_tokens, train.budget_flops and leave the others null")
+        if t.full_context_share + t.reconstruction_share > 1 or min(t.full_context_share, t.reconstruction_share) < 0:
+            raise ConfigError("train.full_context_share", "shares must be >= 0 and sum to at most 1",
+                              "lower train.full_context_share / train.reconstruction_share")
+        if t.stages == "staged" and (len(t.stage_fracs) != 2 or sum(t.stage_fracs) >= 1 or min(t.stage_fracs) < 0):
+            raise ConfigError("train.stage_fracs", f"{t.stage_fracs} is not two non-negative fractions summing below 1",
+                              "use e.g. [0.1, 0.1]: adapter only, then + encoder, then everything")
+        if t.batch_size < 1 or t.checkpoint_every < 1:
+            raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
+        return self
+
+
+# ---------------------------------------------------------------------------- YAML -> dataclasses
+def _is_instance(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_instance(value, a) for a in typing.get_args(tp))
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_is_instance(v, item) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(prefix.rstrip(".") or "<top level>", f"expected a mapping, got {type(data).__name__}",
+                          "write key: value pairs")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(names)}"
+            raise ConfigError(prefix + str(key), "unknown field", hint)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, f"{prefix}{key}.")
+        elif isinstance(value, int) and not isinstance(value, bool) and tp is float:
+            kwargs[key] = float(value)
+        elif _is_instance(value, tp):
+            kwargs[key] = value
+        else:
+            raise ConfigError(prefix + key, f"{value!r} is not {_describe(tp)}", f"set it to {_describe(tp)}")
+    return cls(**kwargs)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply `a.b.c=value` (value parsed as YAML) to a nested mapping in place."""
+    if "=" not in assignment:
+        raise ConfigError(assignment, "an override must look like key=value", "write e.g. --set model.ratio=8")
+    key, raw = assignment.split("=", 1)
+    node = data
+    *parents, leaf = key.strip().split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(key, f"'{part}' is not a section", "override a field inside a section")
+    try:
+        node[leaf] = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(key, f"value {raw!r} is not valid YAML ({err})", "quote strings, use plain numbers") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> TrialConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("<config>", f"config file {path} does not exist", "pass a YAML file, e.g. configs/trial/tiny.yaml")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise ConfigError("<yaml>", f"malformed YAML at {line}: {getattr(err, 'problem', err)}",
+                          "fix the indentation or quoting there") .located(str(path)) from None
+    try:
+        for assignment in overrides:
+            apply_override(data, assignment)
+        return from_dict(TrialConfig, data).validate()
+    except ConfigError as err:
+        raise err.located(str(path)) from None
+
+
+def config_from_dict(data: dict) -> TrialConfig:
+    return from_dict(TrialConfig, data).validate()

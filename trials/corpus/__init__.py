@@ -1,0 +1,97 @@
+"""Text corpora through Hugging Face `datasets`: the embedded default, local files or a hub dataset,
+split deterministically and tokenized once into cached memory-mapped shards."""
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models import ConfigError, SpecialTokens
+
+from ..config import DataConfig
+
+EMBEDDED = Path(__file__).with_name("stdlib_docstrings.jsonl.gz")
+LOADERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".gz": "json"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LCLAB_CACHE", Path.home() / ".cache" / "lclab"))
+
+
+@dataclass
+class Corpus:
+    train: list[str]
+    val: list[str]
+    fingerprint: str  # identifies the exact text: changes when any byte of the source changes
+
+
+def _file_fingerprint(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _load_local(files: list[Path], d: DataConfig):
+    import datasets
+
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ConfigError("data.path", f"data file(s) not found: {', '.join(missing)}",
+                          "point data.path at existing .txt/.jsonl/.parquet files (paths are relative to where lclab runs)")
+    kinds = {LOADERS.get(f.suffix) for f in files}
+    if None in kinds or len(kinds) != 1:
+        raise ConfigError("data.path", f"cannot read {[f.name for f in files]} as one corpus",
+                          "use files of one kind: .txt, .jsonl/.json(.gz) or .parquet")
+    datasets.disable_progress_bars()
+    return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train"), _file_fingerprint(files)
+
+
+def _load_hub(d: DataConfig):
+    import datasets
+
+    name, *config = d.path
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(name, *config[:1], split="train")
+    except Exception as err:  # no network, unknown name, gated dataset: all user-facing
+        raise ConfigError("data.path", f"could not load hub dataset {d.path} ({type(err).__name__}: {str(err)[:200]})",
+                          "check the name and network access, or download it and use source: files") from None
+    return ds, hashlib.sha256(f"{d.path}:{ds._fingerprint}".encode()).hexdigest()[:16]
+
+
+def load_corpus(d: DataConfig) -> Corpus:
+    if d.source == "hub":
+        ds, fingerprint = _load_hub(d)
+    else:
+        files = [EMBEDDED] if d.source == "embedded" else [Path(p) for p in d.path]
+        ds, fingerprint = _load_local(files, d)
+    if d.text_field not in ds.column_names:
+        raise ConfigError("data.text_field", f"column '{d.text_field}' not in {ds.column_names}", "set data.text_field to the text column")
+    texts = [t for t in ds[d.text_field] if t]
+    # a document goes to validation by a hash of its index: stable, and independent of the trial seed
+    is_val = [zlib.crc32(str(i).encode()) % 10_000 < d.val_fraction * 10_000 for i in range(len(texts))]
+    train = [t for t, v in zip(texts, is_val) if not v]
+    val = [t for t, v in zip(texts, is_val) if v]
+    if not train or not val:
+        raise ConfigError("data.val_fraction", f"{len(texts)} documents leave an empty train or validation split",
+                          "add documents or change data.val_fraction")
+    return Corpus(train, val, f"{fingerprint}-{d.text_field}-{d.val_fraction}")
+
+
+def token_shard(texts: list[str], tokenizer, key: str) -> np.ndarray:
+    """All documents tokenized and joined by <eos>, cached as a memory-mapped file under `key`."""
+    path = cache_dir() / "shards" / f"{key}.bin"
+    dtype = np.uint16 if tokenizer.vocab_size < 2**16 else np.uint32
+    if not path.exists():
+        ids = np.fromiter((i for doc in tokenizer.encode_batch(texts) for i in (*doc, SpecialTokens.EOS)), dtype=dtype)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        ids.tofile(tmp)
+        tmp.replace(path)
+    return np.memmap(path, dtype=dtype, mode="r")

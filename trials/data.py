@@ -1,0 +1,120 @@
+"""Batches for a trial: synthetic tasks or tokenized text, as a `LightningDataModule`.
+
+Training batch `i` is a pure function of (seed, i), so a run resumed at step k sees exactly the
+batches an uninterrupted run would have seen. Validation data never depends on the trial seed:
+every trial of a study is scored on the same examples.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from models import ConfigError
+
+from .config import DataConfig, TrialConfig
+from .corpus import cache_dir, load_corpus, token_shard
+from .synthetic import generate, layout
+from .tokenizer import BPETokenizer, ByteTokenizer
+
+VAL_SEED = 1_000_003  # validation stream, shared by all trials
+
+
+def _tensors(context, text, mask, task=None) -> dict:
+    batch = {"context": torch.as_tensor(np.asarray(context), dtype=torch.long),
+             "text": torch.as_tensor(np.asarray(text), dtype=torch.long),
+             "loss_mask": torch.as_tensor(np.asarray(mask), dtype=torch.bool)}
+    if task is not None:
+        batch["task"] = task
+    return batch
+
+
+class SyntheticSource:
+    def __init__(self, d: DataConfig):
+        self.d = d
+        self.vocab_size = layout(d)["vocab_size"]
+        self.fingerprint = "synthetic-" + hashlib.sha256(repr(sorted(vars(d).items())).encode()).hexdigest()[:16]
+
+    def train_batch(self, seed: int, step: int, B: int) -> dict:
+        tasks = self.d.tasks
+        sizes = [B // len(tasks) + (i < B % len(tasks)) for i in range(len(tasks))]
+        parts = [generate(t, seed, step, n, self.d) for t, n in zip(tasks, sizes) if n]
+        return _tensors(*(np.concatenate(p) for p in zip(*parts)))
+
+    def val_batches(self, B: int) -> list[dict]:
+        n_batches = -(-self.d.val_examples // B)
+        return [_tensors(*generate(t, VAL_SEED, i, B, self.d), task=t) for t in self.d.tasks for i in range(n_batches)]
+
+
+class TextSource:
+    def __init__(self, d: DataConfig):
+        self.d = d
+        corpus = load_corpus(d)
+        if d.tokenizer == "byte":
+            self.tokenizer = ByteTokenizer()
+        else:
+            self.tokenizer = BPETokenizer.train_or_load(corpus.train, d.tokenizer_vocab, corpus.fingerprint, cache_dir())
+        self.vocab_size = self.tokenizer.vocab_size
+        self.fingerprint = f"{corpus.fingerprint}-{self.tokenizer.fingerprint}"
+        self.train_ids = token_shard(corpus.train, self.tokenizer, f"{self.fingerprint}-train")
+        self.val_ids = token_shard(corpus.val, self.tokenizer, f"{self.fingerprint}-val")
+        if len(self.val_ids) <= d.context_len + d.text_len:
+            raise ConfigError("data.context_len", f"the validation split has {len(self.val_ids)} tokens, fewer than one example",
+                              "use a larger corpus, a larger data.val_fraction or shorter context_len/text_len")
+
+    def _windows(self, ids: np.ndarray, starts: np.ndarray) -> dict:
+        T, S = self.d.context_len, self.d.text_len
+        rows = ids[starts[:, None] + np.arange(T + S)].astype(np.int64)  # (B, T + S)
+        return _tensors(rows[:, :T], rows[:, T:], np.ones((len(starts), S), bool))
+
+    def train_batch(self, seed: int, step: int, B: int) -> dict:
+        rng = np.random.default_rng([seed, step])
+        span = self.d.context_len + self.d.text_len
+        return self._windows(self.train_ids, rng.integers(0, len(self.train_ids) - span, size=B))
+
+    def val_batches(self, B: int) -> list[dict]:
+        span = self.d.context_len + self.d.text_len
+        starts = np.linspace(0, len(self.val_ids) - span - 1, self.d.val_examples).astype(np.int64)
+        return [self._windows(self.val_ids, starts[i:i + B]) | {"task": "text"} for i in range(0, len(starts), B)]
+
+
+def make_source(d: DataConfig) -> SyntheticSource | TextSource:
+    return SyntheticSource(d) if d.source == "synthetic" else TextSource(d)
+
+
+class _StepStream(IterableDataset):
+    def __init__(self, source, seed: int, B: int, start: int, stop: int):
+        self.source, self.seed, self.B, self.start, self.stop = source, seed, B, start, stop
+
+    def __iter__(self) -> Iterator[dict]:
+        for step in range(self.start, self.stop):
+            yield self.source.train_batch(self.seed, step, self.B)
+
+
+class TrialData(L.LightningDataModule):
+    """Training stream from the current step to the budget; its state (the next step) is checkpointed."""
+
+    def __init__(self, cfg: TrialConfig, source, total_steps: int):
+        super().__init__()
+        self.cfg, self.source, self.total_steps = cfg, source, total_steps
+        self.start_step = 0
+        self._val = None
+
+    def train_dataloader(self):
+        stream = _StepStream(self.source, self.cfg.seed, self.cfg.train.batch_size, self.start_step, self.total_steps)
+        return DataLoader(stream, batch_size=None)
+
+    def val_dataloader(self):
+        if self._val is None:
+            self._val = self.source.val_batches(self.cfg.train.batch_size)
+        return DataLoader(self._val, batch_size=None)
+
+    def state_dict(self) -> dict:
+        return {"next_step": self.trainer.global_step if self.trainer else self.start_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.start_step = int(state["next_step"])

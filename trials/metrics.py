@@ -1,0 +1,82 @@
+"""Validation statistics per example, and their summary into one flat dict of named metrics.
+
+Context use is reported as gaps against the no-context loss with standard errors over examples;
+context retention (L_none - L_compressed) / (L_none - L_full) is only reported when the full-context
+gap is clearly (> 3 SE) positive, otherwise it is NaN and `val/retention_status` says why.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+EVAL_MODES = ("compressed", "full", "none")
+RETENTION_MIN_Z = 3.0
+
+
+def example_stats(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-example loss, first-quarter loss and accuracy over the supervised tokens. All (B,)."""
+    nll = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")  # (B, S)
+    mask_f = mask.float()
+    q1 = mask_f * (torch.arange(target.shape[1], device=target.device) < max(1, target.shape[1] // 4))
+    correct = (logits.argmax(-1) == target) & mask
+    count = mask_f.sum(1)
+    return {
+        "loss": (nll * mask_f).sum(1) / count.clamp(min=1),
+        "loss_q1": (nll * q1).sum(1) / q1.sum(1).clamp(min=1),
+        "has_q1": q1.sum(1) > 0,
+        "acc": correct.sum(1) / count.clamp(min=1),
+        "exact": correct.sum(1) == mask.sum(1),
+    }
+
+
+def masked_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    nll = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")
+    return (nll * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _mean_se(x: torch.Tensor) -> tuple[float, float]:
+    n = x.numel()
+    return x.mean().item(), (x.std().item() / math.sqrt(n)) if n > 1 else float("nan")
+
+
+def summarize(records: list[dict]) -> dict[str, float | str]:
+    """records: one per validation batch, {"task": str, "<mode>/<stat>": (B,) tensors}."""
+    cat = {k: torch.cat([r[k] for r in records]).double() for k in records[0] if k != "task"}
+    out: dict[str, float | str] = {}
+    for mode in EVAL_MODES:
+        out[f"val/loss_{mode}"] = cat[f"{mode}/loss"].mean().item()
+    out["val/recon_loss"] = cat["reconstruct/loss"].mean().item()
+    out["val/recon_acc"] = cat["reconstruct/acc"].mean().item()
+    for name, suffix, keep in (("", "loss", None), ("_q1", "loss_q1", "has_q1")):
+        sel = cat[f"none/{keep}"].bool() if keep else torch.ones_like(cat["none/loss"], dtype=torch.bool)
+        none = cat[f"none/{suffix}"][sel]
+        gap_full = none - cat[f"full/{suffix}"][sel]
+        gap_comp = none - cat[f"compressed/{suffix}"][sel]
+        out[f"val/gap_full{name}"], out[f"val/gap_full{name}_se"] = _mean_se(gap_full)
+        out[f"val/gap_compressed{name}"], out[f"val/gap_compressed{name}_se"] = _mean_se(gap_comp)
+        if not name:
+            out.update(_retention(gap_comp, gap_full))
+    for task in sorted({r["task"] for r in records}):
+        rows = torch.cat([torch.full((len(r["compressed/loss"]),), r["task"] == task) for r in records])
+        for mode, tag in (("compressed", ""), ("full", "_full"), ("none", "_none")):
+            out[f"val/{task}/acc{tag}"] = cat[f"{mode}/acc"][rows].mean().item()
+            out[f"val/{task}/exact_match{tag}"] = cat[f"{mode}/exact"][rows].mean().item()
+        out[f"val/{task}/loss"] = cat["compressed/loss"][rows].mean().item()
+    return out
+
+
+def _retention(gap_comp: torch.Tensor, gap_full: torch.Tensor) -> dict[str, float | str]:
+    full, full_se = _mean_se(gap_full)
+    if not full_se > 0 or full < RETENTION_MIN_Z * full_se:
+        return {"val/retention": float("nan"), "val/retention_se": float("nan"),
+                "val/retention_status": f"undefined: full-context gain {full:.4f} ± {full_se:.4f} nats is not "
+                                        f"{RETENTION_MIN_Z:g} SE above zero, so the ratio would be noise"}
+    comp = gap_comp.mean().item()
+    ratio = comp / full
+    # delta method for a ratio of paired means
+    n = gap_full.numel()
+    cov = torch.cov(torch.stack([gap_comp, gap_full]))
+    var = (cov[0, 0] - 2 * ratio * cov[0, 1] + ratio**2 * cov[1, 1]).clamp(min=0) / (full**2 * n)
+    return {"val/retention": ratio, "val/retention_se": var.sqrt().item(), "val/retention_status": "ok"}

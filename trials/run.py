@@ -1,0 +1,149 @@
+"""One trial end to end: data, model, budget, Lightning fit with checkpoints, final metrics."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import resource
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from models import flops_per_token, forward_flops, param_counts
+from models.attention import resolve
+
+from .config import TrialConfig
+from .corpus import cache_dir
+from .data import TrialData, make_source
+from .module import LCLMTrial
+
+QUALITY_PREFIXES = ("val/", "params/", "flops_per_token/", "train/")  # deterministic for a fixed seed on CPU
+
+
+@dataclass
+class TrialResult:
+    metrics: dict
+    run_dir: Path
+    module: LCLMTrial
+
+
+def budget_steps(cfg: TrialConfig) -> int:
+    """Optimizer steps for the trial's budget (tokens = context + text tokens of every example)."""
+    t, d = cfg.train, cfg.data
+    if t.steps is not None:
+        return t.steps
+    if t.budget_tokens is not None:
+        return max(1, math.ceil(t.budget_tokens / (t.batch_size * (d.context_len + d.text_len))))
+    # training FLOPs = 3x forward (backward costs two forwards), averaged over the step-mode mix
+    share = {"full": t.full_context_share, "reconstruct": t.reconstruction_share}
+    share["compressed"] = 1 - sum(share.values())
+    lengths = {"reconstruct": d.context_len}
+    per_example = sum(s * forward_flops(cfg.model, d.context_len, lengths.get(m, d.text_len), m)["total"]
+                      for m, s in share.items())
+    return max(1, math.ceil(t.budget_flops / (3 * per_example * t.batch_size)))
+
+
+def _quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*IterableDataset.*", ".*num_workers.*", ".*LeafSpec.*",
+                    ".*reproducible.*", ".*tensorboardX.*", ".*checkpoint.*mid-epoch.*", ".*Checkpoint directory.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def resolve_config(cfg: TrialConfig, source) -> TrialConfig:
+    """Fill what the data and the machine decide: vocabulary size and attention backend."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = dataclasses.replace(cfg.model, vocab_size=source.vocab_size, attention=resolve(cfg.model.attention, device))
+    return dataclasses.replace(cfg, model=model).validate()
+
+
+def warm_decoder(cfg: TrialConfig) -> Path:
+    """A decoder pre-trained on raw context for this data, shared by every trial with the same decoder
+    and data (cached by hash): trials then pay only for the compressor."""
+    t = dataclasses.replace(cfg.train, steps=cfg.train.warm_steps, budget_tokens=None, budget_flops=None,
+                            full_context_share=1.0, reconstruction_share=0.0, stages="joint",
+                            decoder_init="scratch", val_every=0)
+    base = dataclasses.replace(cfg.model, encoder=type(cfg.model.encoder)(), adapter=type(cfg.model.adapter)(),
+                               pooling="mean", ratio=4, attention="sdpa")
+    warm = dataclasses.replace(cfg, name="warm-decoder", seed=0, model=base, train=t, progress=False,
+                               output_dir=str(cache_dir() / "warm"))
+    path = cache_dir() / "warm" / f"decoder-{warm.hash()}.pt"
+    if not path.exists():
+        result = run_trial(warm)
+        tmp = path.with_suffix(".tmp")
+        torch.save(result.module.model.decoder.state_dict(), tmp)
+        tmp.replace(path)
+    return path
+
+
+def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple = ()) -> TrialResult:
+    """Train one trial to its budget (resuming from the run's last checkpoint if asked) and evaluate it."""
+    _quiet_lightning()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    source = make_source(cfg.data)
+    cfg = resolve_config(cfg, source)
+    steps = budget_steps(cfg)
+    run_dir = Path(cfg.output_dir) / f"{cfg.name}-{cfg.hash()[:8]}"
+    ckpt_dir = run_dir / "checkpoints"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    L.seed_everything(cfg.seed, verbose=False)
+    module = LCLMTrial(cfg, steps)
+    if cfg.train.decoder_init == "warm":
+        module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg), weights_only=True))
+    data = TrialData(cfg, source, steps)
+    gpu = torch.cuda.is_available()
+    precision = {"auto": "bf16-mixed" if gpu else "32-true", "32": "32-true", "bf16": "bf16-mixed"}[cfg.train.precision]
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
+                                 save_last=True, enable_version_counter=False)
+    trainer = L.Trainer(
+        max_steps=steps, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
+        gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
+        logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+        callbacks=[checkpoint, *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
+        val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        log_every_n_steps=cfg.train.log_every,
+    )
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.exists() else None
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
+    start_step, started = 0, time.perf_counter()
+    if ckpt_path:
+        start_step = torch.load(ckpt_path, weights_only=True, map_location="cpu")["global_step"]
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    train_s = time.perf_counter() - started
+    if module.val_metrics.get("_step") != trainer.global_step:
+        trainer.validate(module, datamodule=data, verbose=False)
+    module.val_metrics["_step"] = trainer.global_step
+
+    d = cfg.data
+    tokens_per_step = cfg.train.batch_size * (d.context_len + d.text_len)
+    metrics = {k: v for k, v in module.val_metrics.items() if k != "_step"}
+    metrics.update({f"params/{k}": v for k, v in param_counts(module.model).items()})
+    metrics.update(flops_per_token(cfg.model, d.context_len, d.text_len))
+    metrics.update({
+        "train/steps": trainer.global_step,
+        "train/tokens_seen": trainer.global_step * tokens_per_step,
+        "sys/tokens_per_s": (trainer.global_step - start_step) * tokens_per_step / max(train_s, 1e-9),
+        "sys/peak_mem_mb": (torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
+        "sys/wall_s": time.perf_counter() - started,
+        "meta/config_hash": cfg.hash(),
+        "meta/data_fingerprint": source.fingerprint,
+        "meta/seed": cfg.seed,
+    })
+    trainer.logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("val/")},
+                               step=trainer.global_step)
+    trainer.logger.finalize("success")
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    return TrialResult(metrics, run_dir, module)
