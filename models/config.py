@@ -68,6 +68,9 @@ class ModelConfig:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     attention: str = "sdpa"  # backend name, or "auto" (xformers on CUDA when it works)
+    # decoder RoPE positions of latents: "aligned" puts latent j where its group's last context token
+    # would sit with raw context (text positions then match the full-context mode); "sequential" packs them
+    latent_positions: Literal["aligned", "sequential"] = "aligned"
 
     @property
     def stride(self) -> int:
@@ -100,6 +103,8 @@ class ModelConfig:
             if d % h or (d // h) % 2:
                 raise ConfigError(f"model.{name}.n_heads", f"d_model {d} / n_heads {h} must be an even integer head size",
                                   "choose n_heads dividing d_model with an even quotient (RoPE rotates pairs)")
+        if self.latent_positions not in ("aligned", "sequential"):
+            raise ConfigError("model.latent_positions", f"unknown scheme '{self.latent_positions}'", "use aligned or sequential")
         if self.adapter.kind not in ("mlp", "attn_mlp", "mlp_attn"):
             raise ConfigError("model.adapter.kind", f"unknown adapter '{self.adapter.kind}'", "use mlp, attn_mlp or mlp_attn")
         if self.adapter.depth < 0:

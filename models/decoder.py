@@ -20,9 +20,9 @@ class Decoder(nn.Module):
         self.head = nn.Linear(dec.d_model, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied: fewer parameters at lab scale
 
-    def forward(self, embeds: torch.Tensor) -> torch.Tensor:
-        """embeds: (B, L, D) -> final hidden states (B, L, D); call `head` for logits."""
-        rope = rope_tables(embeds.shape[1], self.head_dim, embeds.device)
+    def forward(self, embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """embeds: (B, L, D), positions: (L,) RoPE positions -> final hidden states (B, L, D); `head` gives logits."""
+        rope = rope_tables(positions, self.head_dim)
         x = embeds
         for block in self.blocks:
             x = block(x, rope, causal=True)

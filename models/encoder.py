@@ -59,7 +59,7 @@ class WindowEncoder(nn.Module):
             x = torch.cat([x, markers.expand(x.shape[0], -1, -1).type_as(x)], dim=1)  # (B*n, W + m, D)
             key_valid = F.pad(valid, (0, markers.shape[0]), value=True)
         mask = self.attention_mask(key_valid)
-        rope = rope_tables(x.shape[1], self.cfg.d_model // self.cfg.n_heads, x.device)
+        rope = rope_tables(torch.arange(x.shape[1], device=x.device), self.cfg.d_model // self.cfg.n_heads)
         for block in self.blocks:
             x = block(x, rope, mask)
         latents = self.pooling(self.norm(x), valid)  # (B*n, S / r, D)

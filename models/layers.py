@@ -9,10 +9,10 @@ from einops import rearrange
 from .attention import BACKENDS
 
 
-def rope_tables(n_pos: int, head_dim: int, device, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape (n_pos, head_dim // 2) for rotary position embeddings."""
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
-    angles = torch.outer(torch.arange(n_pos, device=device, dtype=torch.float32), inv_freq)
+def rope_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (L, head_dim // 2) for rotary embeddings at `positions` (L,)."""
+    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = torch.outer(positions.float(), inv_freq)
     return angles.cos(), angles.sin()
 
 

@@ -49,24 +49,39 @@ class LCLM(nn.Module):
         """context: (B, T) -> latents in decoder space (B, ceil(T / r), D_dec)."""
         return self.adapter(self.encoder(context))
 
-    def prefix(self, context: torch.Tensor, mode: str) -> torch.Tensor:
-        """The decoder input before the text: (B, P, D_dec)."""
-        B = context.shape[0]
-        before, after = (torch.tensor(ids, device=context.device, dtype=torch.long) for ids in PREFIX_TOKENS[mode])
+    def middle_positions(self, n_latents: int, T: int, device) -> torch.Tensor:
+        """RoPE positions of the latents, counted from the first latent's slot (see ModelConfig)."""
+        if self.cfg.latent_positions == "sequential":
+            return torch.arange(n_latents, device=device)
+        r = self.cfg.ratio
+        return (torch.arange(1, n_latents + 1, device=device) * r).clamp(max=T) - 1  # group's last token
+
+    def prefix(self, context: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder input before the text: embeddings (B, P, D_dec) and RoPE positions (P,)."""
+        B, T = context.shape
+        device = context.device
+        before, after = (torch.tensor(ids, device=device, dtype=torch.long) for ids in PREFIX_TOKENS[mode])
         embed = self.decoder.embed
-        parts = [embed(before).expand(B, -1, -1)]
         if mode == "full":
-            parts.append(embed(context))  # (B, T, D)
-        elif mode in ("compressed", "reconstruct"):
-            parts.append(self.compress(context))  # (B, T/r, D)
-        if len(after):
-            parts.append(embed(after).expand(B, -1, -1))
-        return torch.cat(parts, dim=1)
+            middle, middle_pos, span = embed(context), torch.arange(T, device=device), T  # (B, T, D)
+        elif mode == "none":
+            middle, middle_pos, span = embed.weight.new_zeros(B, 0, embed.embedding_dim), torch.arange(0, device=device), 0
+        else:
+            middle = self.compress(context)  # (B, ceil(T/r), D)
+            middle_pos = self.middle_positions(middle.shape[1], T, device)
+            span = T if self.cfg.latent_positions == "aligned" else middle.shape[1]  # positions the middle occupies
+        start = len(before)
+        after_start = start + span
+        positions = torch.cat([torch.arange(start, device=device), start + middle_pos,
+                               after_start + torch.arange(len(after), device=device)])
+        embeds = torch.cat([embed(before).expand(B, -1, -1), middle, embed(after).expand(B, -1, -1)], dim=1)
+        return embeds, positions
 
     def forward(self, context: torch.Tensor, text: torch.Tensor, mode: str = "compressed") -> torch.Tensor:
         """context: (B, T), text: (B, S) -> logits (B, S, V); logits[:, i] predicts text[:, i]."""
-        prefix = self.prefix(context, mode)  # (B, P, D)
-        P = prefix.shape[1]
+        prefix, prefix_pos = self.prefix(context, mode)  # (B, P, D), (P,)
+        P, S = prefix.shape[1], text.shape[1]
         embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1])], dim=1)  # (B, P + S - 1, D)
-        hidden = self.decoder(embeds)
+        positions = torch.cat([prefix_pos, prefix_pos[-1] + 1 + torch.arange(S - 1, device=text.device)])
+        hidden = self.decoder(embeds, positions)
         return self.decoder.head(hidden[:, P - 1:])  # (B, S, V)
