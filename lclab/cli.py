@@ -66,7 +66,10 @@ def train(
 
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else [])
     cfg = load_config(config, overrides)
-    result = run_trial(cfg, resume=resume)
+    try:
+        result = run_trial(cfg, resume=resume)
+    except ConfigError as err:  # found while loading data: still the config file's fault
+        raise err if err.source else err.located(str(config)) from None
     console.print(summary_table(result.metrics, f"{cfg.name} (seed {cfg.seed})"))
     console.print(f"run directory: {result.run_dir}  (tensorboard --logdir {result.run_dir / 'tensorboard'})")
 

@@ -43,8 +43,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     batch_size: int = 32
-    steps: int | None = None  # budget: exactly one of steps / budget_tokens / budget_flops
-    budget_tokens: float | None = None
+    # budget: budget_flops if set, else budget_tokens if set, else steps
+    steps: int = 1000
+    budget_tokens: float | None = None  # context + text tokens of every example
     budget_flops: float | None = None  # training FLOPs (3x forward), converted with this model's FLOPs/token
     lr_encoder: float = 1e-3
     lr_adapter: float = 1e-3
@@ -107,10 +108,11 @@ class TrialConfig:
             raise ConfigError("data.path", f"source '{d.source}' needs a path", "set data.path to local files or a hub dataset name")
         if d.context_len < 1 or d.text_len < 2:
             raise ConfigError("data.text_len", "need context_len >= 1 and text_len >= 2", "raise the lengths")
-        budgets = [b for b in (t.steps, t.budget_tokens, t.budget_flops) if b is not None]
-        if len(budgets) != 1 or budgets[0] <= 0:
-            raise ConfigError("train.steps", "exactly one positive budget is needed",
-                              "set one of train.steps, train.budget_tokens, train.budget_flops and leave the others null")
+        if t.budget_tokens is not None and t.budget_flops is not None:
+            raise ConfigError("train.budget_flops", "both a token and a FLOP budget are set",
+                              "keep one of train.budget_tokens / train.budget_flops (or neither, to use train.steps)")
+        if min(b for b in (t.steps, t.budget_tokens, t.budget_flops) if b is not None) <= 0:
+            raise ConfigError("train.steps", "budgets must be positive", "use a positive steps / budget_tokens / budget_flops")
         if t.full_context_share + t.reconstruction_share > 1 or min(t.full_context_share, t.reconstruction_share) < 0:
             raise ConfigError("train.full_context_share", "shares must be >= 0 and sum to at most 1",
                               "lower train.full_context_share / train.reconstruction_share")

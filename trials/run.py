@@ -38,7 +38,7 @@ class TrialResult:
 def budget_steps(cfg: TrialConfig) -> int:
     """Optimizer steps for the trial's budget (tokens = context + text tokens of every example)."""
     t, d = cfg.train, cfg.data
-    if t.steps is not None:
+    if t.budget_flops is None and t.budget_tokens is None:
         return t.steps
     if t.budget_tokens is not None:
         return max(1, math.ceil(t.budget_tokens / (t.batch_size * (d.context_len + d.text_len))))

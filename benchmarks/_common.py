@@ -1,0 +1,34 @@
+"""Shared output for benchmarks: a rich table on stdout and JSON under benchmarks/results/."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    return {"host": platform.node(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "commit": commit}
+
+
+def report(name: str, columns: list[str], rows: list[list], extra: dict | None = None) -> Path:
+    table = Table(title=name)
+    for c in columns:
+        table.add_column(c, justify="right")
+    for row in rows:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(table)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps({"machine": machine(), "columns": columns, "rows": rows, **(extra or {})}, indent=1))
+    print(f"wrote {out}")
+    return out

@@ -1,0 +1,111 @@
+import itertools
+import math
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from models import LCLM, POOLINGS, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig, forward_flops, param_counts
+
+W = 16
+
+
+def make(pooling="mean", overlap=0, ratio=4, mask="bidirectional", adapter="mlp", **kw) -> LCLM:
+    torch.manual_seed(0)
+    return LCLM(ModelConfig(vocab_size=64, ratio=ratio, pooling=pooling,
+                            encoder=EncoderConfig(n_layers=1, d_model=32, n_heads=2, window=W + overlap, overlap=overlap, mask=mask),
+                            adapter=AdapterConfig(kind=adapter, n_heads=2),
+                            decoder=DecoderConfig(n_layers=1, d_model=32, n_heads=2), **kw))
+
+
+GRID = list(itertools.product(sorted(POOLINGS), (0, W // 4), (4, 8, 16), ("causal", "bidirectional")))
+
+
+@pytest.mark.parametrize("pooling,overlap,ratio,mask", GRID)
+def test_latent_count_gradients_and_finiteness(pooling, overlap, ratio, mask):
+    model = make(pooling, overlap, ratio, mask)
+    T = 37  # not a multiple of the stride: the last window is padded
+    context = torch.randint(8, 64, (3, T))
+    latents = model.encoder(context)
+    assert latents.shape == (3, math.ceil(T / ratio), 32)
+    logits = model(context, torch.randint(8, 64, (3, 9)))
+    assert logits.shape == (3, 9, 64) and torch.isfinite(logits).all()
+    logits.logsumexp(-1).sum().backward()
+    for name, p in model.encoder.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches encoder.{name}"
+        assert torch.isfinite(p.grad).all()
+
+
+def test_each_latent_depends_only_on_its_window_and_overlap():
+    """A token changes the latents of its own group (and of the window re-reading it), nothing earlier."""
+    model = make("mean", overlap=4, ratio=4, mask="bidirectional")
+    context = torch.randint(8, 64, (1, 48))
+    changed = context.clone()
+    changed[0, 30] = (changed[0, 30] + 1 - 8) % 56 + 8
+    delta = (model.encoder(context) - model.encoder(changed)).abs().sum(-1)[0]  # (12,)
+    touched = (delta > 1e-6).nonzero().flatten().tolist()
+    # stride 16: token 30 is new in window 1 (tokens 16..31, groups 4..7) and overlap of window 2 (groups 8..11)
+    assert touched == list(range(4, 12))
+
+
+def test_causal_encoder_mask_hides_later_tokens():
+    model = make("last", ratio=4, mask="causal")
+    context = torch.randint(8, 64, (1, 16))
+    changed = context.clone()
+    changed[0, 15] = 8 if context[0, 15] != 8 else 9
+    delta = (model.encoder(context) - model.encoder(changed)).abs().sum(-1)[0]
+    assert torch.all(delta[:3] < 1e-6) and delta[3] > 1e-6
+
+
+def test_unknown_pooling_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="unknown pooling 'avg'.*mean"):
+        ModelConfig(pooling="avg").validate()
+
+
+@pytest.mark.parametrize("pooling", sorted(POOLINGS))
+@pytest.mark.parametrize("adapter", ["mlp", "attn_mlp", "mlp_attn"])
+@pytest.mark.parametrize("mode", ["compressed", "full", "none", "reconstruct"])
+def test_analytic_flops_match_torch_flop_counter(pooling, adapter, mode):
+    model = make(pooling, overlap=4, ratio=4, adapter=adapter)
+    T, S = 50, 12
+    text_len = T if mode == "reconstruct" else S
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # math kernel: countable matmuls
+        model(torch.randint(8, 64, (2, T)), torch.randint(8, 64, (2, text_len)), mode)
+    analytic = 2 * forward_flops(model.cfg, T, text_len, mode)["total"]
+    assert abs(analytic - counter.get_total_flops()) <= 0.1 * counter.get_total_flops()
+
+
+def test_param_counts_add_up_and_compression_saves_decoder_flops():
+    model = make("concat", ratio=8)
+    counts = param_counts(model)
+    assert counts["encoder"] + counts["adapter"] + counts["decoder"] == counts["total"]
+    full = forward_flops(model.cfg, 1024, 64, "full")
+    compressed = forward_flops(model.cfg, 1024, 64, "compressed")
+    assert compressed["decoder"] < full["decoder"] / 4
+
+
+@pytest.mark.parametrize("scheme", ["aligned", "sequential"])
+def test_latent_position_schemes_give_different_decoders_views(scheme):
+    model = make(latent_positions=scheme)
+    _, positions = model.prefix(torch.randint(8, 64, (1, 32)), "compressed")
+    latent_pos = positions[2:-1]  # between <bos> <mem> and </mem>
+    expected = torch.arange(1, 9) * 4 - 1 + 2 if scheme == "aligned" else torch.arange(8) + 2
+    assert torch.equal(latent_pos, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="xformers backend needs a CUDA GPU")
+def test_xformers_matches_sdpa_in_bf16():
+    pytest.importorskip("xformers.ops")
+    from models.attention import resolve
+
+    if resolve("auto", "cuda") != "xformers":
+        pytest.skip("xformers has no working kernel on this GPU")
+    outs = []
+    for backend in ("sdpa", "xformers"):
+        model = make("attention", overlap=4, attention=backend).cuda()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            outs.append(model(torch.randint(8, 64, (4, 64), device="cuda",
+                                            generator=torch.Generator("cuda").manual_seed(0)),
+                              torch.arange(8, 24, device="cuda").repeat(4, 1)).float())
+    torch.testing.assert_close(outs[0], outs[1], atol=3e-2, rtol=3e-2)

@@ -1,0 +1,69 @@
+"""The `lclab` command as a user runs it: bad input gives one clear paragraph, exit 2, no traceback."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+TINY = ROOT / "configs" / "trial" / "tiny.yaml"
+FAST = ["--set", "train.steps=3", "--set", "data.val_examples=8", "--set", "progress=false"]
+
+
+def lclab(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "lclab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=300)
+
+
+def write(tmp_path, text, name="bad.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BAD = [
+    ("model:\n  pooling: [mean\n", ["malformed YAML", "line"]),
+    ("model:\n  poolng: mean\n", ["model.poolng", "did you mean 'pooling'"]),
+    ("model:\n  pooling: avg\n", ["model.pooling", "unknown pooling 'avg'", "mean"]),
+    ("model:\n  ratio: 8\n  encoder: {window: 20, overlap: 0}\n", ["model.encoder.window", "not divisible by ratio 8"]),
+    ("model:\n  encoder: {window: 16, overlap: 16}\n", ["model.encoder.overlap", "overlap < window"]),
+    ("model:\n  ratio: eight\n", ["model.ratio", "'eight' is not int"]),
+    ("data:\n  source: files\n  path: [/nonexistent/corpus.txt]\n", ["data.path", "not found", "/nonexistent/corpus.txt"]),
+    ("data:\n  tasks: [passkey]\n", ["data.tasks", "unknown synthetic task 'passkey'"]),
+    ("train:\n  steps: 0\n", ["train.steps", "budgets must be positive"]),
+    ("train:\n  budget_tokens: 1.0e+6\n  budget_flops: 1.0e+12\n", ["train.budget_flops", "both a token and a FLOP budget"]),
+    ("model:\n  attention: flash9\n", ["model.attention", "unknown attention backend"]),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD, ids=[e[0] for _, e in BAD])
+def test_bad_config_gives_one_clear_message(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    out = lclab("train", path, "--output-dir", tmp_path / "runs")
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    message = " ".join(out.stderr.split())
+    assert str(path) in message and "Fix:" in message
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_bad_override_is_reported_like_a_bad_file(tmp_path):
+    out = lclab("train", TINY, "--set", "model.pooling=median", "--output-dir", tmp_path)
+    assert out.returncode == 2 and "unknown pooling 'median'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_missing_config_file(tmp_path):
+    out = lclab("train", tmp_path / "nope.yaml")
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_train_prints_the_summary_table(tmp_path):
+    out = lclab("train", TINY, *FAST, "--output-dir", tmp_path)
+    assert out.returncode == 0, out.stderr
+    for name in ("val/loss_compressed", "val/retention", "val/reconstruction/exact_match", "params/total",
+                 "flops_per_token/total", "sys/tokens_per_s", "run directory"):
+        assert name in out.stdout, name

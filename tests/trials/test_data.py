@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from models import ConfigError, SpecialTokens
+from tests.conftest import small_trial
+from trials import run_trial
+from trials.corpus import load_corpus
+from trials.data import make_source
+from trials.synthetic import generate, layout
+
+
+@pytest.mark.parametrize("task", ["reconstruction", "span_recall", "kv_recall"])
+def test_synthetic_tasks_are_deterministic_and_answerable(tmp_path, task):
+    d = small_trial(tmp_path, data={"tasks": [task], "kv_pairs": 4, "span_len": 4}).data
+    context, text, mask = generate(task, 3, 5, 16, d)
+    again = generate(task, 3, 5, 16, d)
+    other = generate(task, 4, 5, 16, d)
+    assert all(np.array_equal(x, y) for x, y in zip((context, text, mask), again))
+    assert not np.array_equal(context, other[0])
+    assert context.shape == (16, d.context_len) and text.shape == mask.shape == (16, d.text_len)
+    assert mask.any(1).all() and (text < layout(d)["vocab_size"]).all()
+    # every supervised token is recoverable from the context by the task's rule
+    for row in range(16):
+        answers = text[row][mask[row]]
+        assert set(answers.tolist()) <= set(context[row].tolist())
+    if task == "kv_recall":
+        pairs = dict(zip(context[:, 0:8:2][0], context[:, 1:8:2][0]))
+        asked = text[0][::2][mask[0][1::2]]
+        assert [pairs[k] for k in asked] == text[0][1::2][mask[0][1::2]].tolist()
+    if task == "span_recall":
+        span = text[0][1] - layout(d)["spans"]
+        assert text[0][2:6].tolist() == context[0][span * 4:(span + 1) * 4].tolist()
+
+
+def test_validation_data_does_not_depend_on_the_trial_seed(tmp_path):
+    a = make_source(small_trial(tmp_path, seed=0).data).val_batches(8)
+    b = make_source(small_trial(tmp_path, seed=5).data).val_batches(8)
+    assert all(torch.equal(x["context"], y["context"]) for x, y in zip(a, b))
+
+
+def test_embedded_corpus_is_split_deterministically_and_tokenized_with_bpe(tmp_path):
+    d = small_trial(tmp_path, data={"source": "embedded", "tokenizer": "bpe", "tokenizer_vocab": 512,
+                                    "context_len": 32, "text_len": 32}).data
+    corpus = load_corpus(d)
+    again = load_corpus(d)
+    assert corpus.fingerprint == again.fingerprint and corpus.val == again.val
+    assert len(corpus.val) > 5 and len(corpus.train) > 10 * len(corpus.val)
+    assert not set(corpus.val) & set(corpus.train)
+    source = make_source(d)
+    assert source.vocab_size == 512
+    batch = source.train_batch(0, 0, 4)
+    assert batch["context"].shape == (4, 32) and batch["context"].max() < 512
+    assert torch.equal(batch["context"], make_source(d).train_batch(0, 0, 4)["context"])  # cached shard
+
+
+@pytest.mark.parametrize("kind", ["txt", "jsonl", "parquet"])
+def test_local_files_load_through_datasets(tmp_path, kind):
+    docs = [f"document {i}: " + "the quick brown fox jumps over the lazy dog. " * 20 for i in range(60)]
+    path = tmp_path / f"corpus.{kind}"
+    if kind == "txt":
+        path.write_text("\n".join(docs))
+    elif kind == "jsonl":
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    else:
+        pq.write_table(pa.table({"text": docs}), path)
+    d = small_trial(tmp_path, data={"source": "files", "path": [str(path)], "tokenizer": "byte",
+                                    "val_fraction": 0.2}).data
+    source = make_source(d)
+    assert source.vocab_size == SpecialTokens.COUNT + 256
+    batch = source.val_batches(8)[0]
+    text = bytes((batch["context"][0] - SpecialTokens.COUNT).tolist()).decode()
+    assert "fox" in text or "dog" in text or "document" in text
+
+
+def test_text_trial_runs_end_to_end(tmp_path):
+    cfg = small_trial(tmp_path, data={"source": "embedded", "tokenizer": "byte", "context_len": 32, "text_len": 16,
+                                      "val_examples": 16}, train={"steps": 4})
+    m = run_trial(cfg).metrics
+    assert np.isfinite(m["val/loss_compressed"]) and "val/text/acc" in m
+
+
+def test_missing_data_file_names_the_field(tmp_path):
+    d = small_trial(tmp_path, data={"source": "files", "path": [str(tmp_path / "missing.jsonl")]}).data
+    with pytest.raises(ConfigError, match="data.path.*not found"):
+        make_source(d)
