@@ -17,7 +17,9 @@ CONFIG = Path(__file__).parents[1] / "configs" / "trial" / "tiny.yaml"
 # each axis compares two levels of one design choice around the tiny config
 AXES = {
     "ratio": ("model.ratio=4", "model.ratio=16"),
+    "positions": ("model.latent_positions=aligned", "model.latent_positions=sequential"),
     "pooling": ("model.pooling=mean", "model.pooling=max"),
+    "pooling_concat": ("model.pooling=mean", "model.pooling=concat"),
     "window": ("model.encoder.window=16", "model.encoder.window=4"),
 }
 
@@ -40,7 +42,7 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--out", default="/tmp/lclab-measurability")
     a = ap.parse_args()
-    designs = {level: [level, *a.overrides] for axis in a.axes for level in AXES[axis]}
+    designs = {level: [level, *a.overrides] for axis in a.axes for level in AXES[axis]}  # shared levels run once
     jobs = [(d, s, o, a.out) for (d, o), s in itertools.product(designs.items(), range(a.seeds))]
     with ProcessPoolExecutor(a.workers) as pool:
         results = list(pool.map(run_one, jobs))

@@ -49,31 +49,33 @@ class LCLM(nn.Module):
         """context: (B, T) -> latents in decoder space (B, ceil(T / r), D_dec)."""
         return self.adapter(self.encoder(context))
 
-    def middle_positions(self, n_latents: int, T: int, device) -> torch.Tensor:
-        """RoPE positions of the latents, counted from the first latent's slot (see ModelConfig)."""
-        if self.cfg.latent_positions == "sequential":
-            return torch.arange(n_latents, device=device)
-        r = self.cfg.ratio
-        return (torch.arange(1, n_latents + 1, device=device) * r).clamp(max=T) - 1  # group's last token
-
     def prefix(self, context: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder input before the text: embeddings (B, P, D_dec) and RoPE positions (P,)."""
+        """The decoder input before the text: embeddings (B, P, D_dec) and RoPE positions (P,).
+
+        Positions follow the full-context frame (<bos> 0, context token t at 1 + t, text from T + 1).
+        With aligned latent positions a latent sits where its group's last token would, markers sit
+        between integer positions, and the text keeps its full-context positions in every mode.
+        """
         B, T = context.shape
         device = context.device
         before, after = (torch.tensor(ids, device=device, dtype=torch.long) for ids in PREFIX_TOKENS[mode])
         embed = self.decoder.embed
         if mode == "full":
-            middle, middle_pos, span = embed(context), torch.arange(T, device=device), T  # (B, T, D)
+            middle, middle_pos = embed(context), torch.arange(1, T + 1, device=device)  # (B, T, D)
         elif mode == "none":
-            middle, middle_pos, span = embed.weight.new_zeros(B, 0, embed.embedding_dim), torch.arange(0, device=device), 0
+            middle, middle_pos = embed.weight.new_zeros(B, 0, embed.embedding_dim), torch.zeros(0, device=device)
         else:
             middle = self.compress(context)  # (B, ceil(T/r), D)
-            middle_pos = self.middle_positions(middle.shape[1], T, device)
-            span = T if self.cfg.latent_positions == "aligned" else middle.shape[1]  # positions the middle occupies
-        start = len(before)
-        after_start = start + span
-        positions = torch.cat([torch.arange(start, device=device), start + middle_pos,
-                               after_start + torch.arange(len(after), device=device)])
+            L = middle.shape[1]
+            if self.cfg.latent_positions == "aligned":
+                middle_pos = (torch.arange(1, L + 1, device=device) * self.cfg.ratio).clamp(max=T)
+            else:
+                middle_pos = torch.arange(1, L + 1, device=device)
+        end = {"full": T, "none": 0}.get(mode, T if self.cfg.latent_positions == "aligned" else middle.shape[1])
+        # <bos> at 0, then markers before the middle at fractions of a step, markers after it likewise
+        before_pos = torch.arange(len(before), device=device) / len(before)
+        after_pos = end + torch.arange(1, len(after) + 1, device=device) / (len(after) + 1)
+        positions = torch.cat([before_pos, middle_pos.float(), after_pos])
         embeds = torch.cat([embed(before).expand(B, -1, -1), middle, embed(after).expand(B, -1, -1)], dim=1)
         return embeds, positions
 
@@ -82,6 +84,7 @@ class LCLM(nn.Module):
         prefix, prefix_pos = self.prefix(context, mode)  # (B, P, D), (P,)
         P, S = prefix.shape[1], text.shape[1]
         embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1])], dim=1)  # (B, P + S - 1, D)
-        positions = torch.cat([prefix_pos, prefix_pos[-1] + 1 + torch.arange(S - 1, device=text.device)])
+        text_start = prefix_pos[-1].floor() + 1  # an integer: the text's position is the same in every mode
+        positions = torch.cat([prefix_pos, text_start + torch.arange(S - 1, device=text.device)])
         hidden = self.decoder(embeds, positions)
         return self.decoder.head(hidden[:, P - 1:])  # (B, S, V)

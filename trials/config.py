@@ -63,6 +63,7 @@ class TrainConfig:
     stage_fracs: list[float] = field(default_factory=lambda: [0.1, 0.1])  # staged: adapter only, + encoder; then all
     decoder_init: Literal["scratch", "warm"] = "scratch"
     warm_steps: int = 300  # warm start: decoder pre-training steps on raw context (cached per study data)
+    warm_lr: float = 1e-3
     val_every: int = 0  # 0: validate only at the end
     checkpoint_every: int = 100
     log_every: int = 10
@@ -83,9 +84,13 @@ class TrialConfig:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Canonical hash of everything that changes results (not where outputs go or how they are shown)."""
+        """Canonical hash of everything that changes results (not where outputs go, how they are shown,
+        or how often the run validates, logs and checkpoints)."""
         d = self.to_dict()
-        d.pop("output_dir"), d.pop("progress")
+        for key in ("output_dir", "progress"):
+            d.pop(key)
+        for key in ("threads", "log_every", "checkpoint_every", "val_every"):
+            d["train"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> "TrialConfig":
@@ -172,13 +177,23 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
             kwargs[key] = from_dict(tp, value, f"{prefix}{key}.")
-        elif isinstance(value, int) and not isinstance(value, bool) and tp is float:
-            kwargs[key] = float(value)
+        elif (number := _as_float(value, tp)) is not None:
+            kwargs[key] = number
         elif _is_instance(value, tp):
             kwargs[key] = value
         else:
             raise ConfigError(prefix + key, f"{value!r} is not {_describe(tp)}", f"set it to {_describe(tp)}")
     return cls(**kwargs)
+
+
+def _as_float(value: Any, tp: Any) -> float | None:
+    """YAML reads 1e-3 as a string (1.0e-3 as a float): accept both where a float is expected."""
+    if not _is_instance(1.5, tp) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def apply_override(data: dict, assignment: str) -> None:

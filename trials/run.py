@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from models import flops_per_token, forward_flops, param_counts
 from models.attention import resolve
 
-from .config import TrialConfig
+from .config import TrainConfig, TrialConfig
 from .corpus import cache_dir
 from .data import TrialData, make_source
 from .module import LCLMTrial
@@ -35,20 +35,25 @@ class TrialResult:
     module: LCLMTrial
 
 
-def budget_steps(cfg: TrialConfig) -> int:
-    """Optimizer steps for the trial's budget (tokens = context + text tokens of every example)."""
+def train_flops_per_step(cfg: TrialConfig) -> float:
+    """Training FLOPs of one step: 3x forward (backward costs two forwards), averaged over the step-mode mix."""
     t, d = cfg.train, cfg.data
-    if t.budget_flops is None and t.budget_tokens is None:
-        return t.steps
-    if t.budget_tokens is not None:
-        return max(1, math.ceil(t.budget_tokens / (t.batch_size * (d.context_len + d.text_len))))
-    # training FLOPs = 3x forward (backward costs two forwards), averaged over the step-mode mix
     share = {"full": t.full_context_share, "reconstruct": t.reconstruction_share}
     share["compressed"] = 1 - sum(share.values())
     lengths = {"reconstruct": d.context_len}
     per_example = sum(s * forward_flops(cfg.model, d.context_len, lengths.get(m, d.text_len), m)["total"]
                       for m, s in share.items())
-    return max(1, math.ceil(t.budget_flops / (3 * per_example * t.batch_size)))
+    return 3 * per_example * t.batch_size
+
+
+def budget_steps(cfg: TrialConfig) -> int:
+    """Optimizer steps for the trial's budget (tokens = context + text tokens of every example)."""
+    t, d = cfg.train, cfg.data
+    if t.budget_flops is not None:
+        return max(1, math.ceil(t.budget_flops / train_flops_per_step(cfg)))
+    if t.budget_tokens is not None:
+        return max(1, math.ceil(t.budget_tokens / (t.batch_size * (d.context_len + d.text_len))))
+    return t.steps
 
 
 def _quiet_lightning() -> None:
@@ -68,9 +73,9 @@ def resolve_config(cfg: TrialConfig, source) -> TrialConfig:
 def warm_decoder(cfg: TrialConfig) -> Path:
     """A decoder pre-trained on raw context for this data, shared by every trial with the same decoder
     and data (cached by hash): trials then pay only for the compressor."""
-    t = dataclasses.replace(cfg.train, steps=cfg.train.warm_steps, budget_tokens=None, budget_flops=None,
-                            full_context_share=1.0, reconstruction_share=0.0, stages="joint",
-                            decoder_init="scratch", val_every=0)
+    # only what shapes the warm decoder enters its hash: not the trial's own learning rates or recipe
+    t = TrainConfig(batch_size=cfg.train.batch_size, steps=cfg.train.warm_steps, lr_decoder=cfg.train.warm_lr,
+                    full_context_share=1.0, threads=cfg.train.threads, checkpoint_every=cfg.train.warm_steps)
     base = dataclasses.replace(cfg.model, encoder=type(cfg.model.encoder)(), adapter=type(cfg.model.adapter)(),
                                pooling="mean", ratio=4, attention="sdpa")
     warm = dataclasses.replace(cfg, name="warm-decoder", seed=0, model=base, train=t, progress=False,

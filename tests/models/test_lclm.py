@@ -86,12 +86,17 @@ def test_param_counts_add_up_and_compression_saves_decoder_flops():
 
 
 @pytest.mark.parametrize("scheme", ["aligned", "sequential"])
-def test_latent_position_schemes_give_different_decoders_views(scheme):
+def test_latent_positions(scheme):
     model = make(latent_positions=scheme)
-    _, positions = model.prefix(torch.randint(8, 64, (1, 32)), "compressed")
+    context = torch.randint(8, 64, (1, 30))
+    _, positions = model.prefix(context, "compressed")
     latent_pos = positions[2:-1]  # between <bos> <mem> and </mem>
-    expected = torch.arange(1, 9) * 4 - 1 + 2 if scheme == "aligned" else torch.arange(8) + 2
-    assert torch.equal(latent_pos, expected)
+    expected = (torch.arange(1, 9) * 4).clamp(max=30) if scheme == "aligned" else torch.arange(1, 9)
+    assert torch.equal(latent_pos, expected.float())
+    _, full_pos = model.prefix(context, "full")
+    assert torch.equal(full_pos, torch.arange(31).float())
+    if scheme == "aligned":  # the text starts at the same position as with raw context
+        assert positions[-1].floor() == full_pos[-1]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="xformers backend needs a CUDA GPU")

@@ -1,0 +1,22 @@
+"""The tiny config learns measurably on 2 CPU cores: the laboratory's quickstart can rank designs.
+(The full 3-seed proof over several axes is `benchmarks/measurability.py`.)"""
+from pathlib import Path
+
+import pytest
+
+from trials import load_config, run_trial
+
+TINY = Path(__file__).parents[2] / "configs" / "trial" / "tiny.yaml"
+
+
+@pytest.mark.slow
+def test_tiny_trial_uses_its_context_and_separates_compression_ratios(tmp_path):
+    chance = 1 / 64
+    r4 = run_trial(load_config(TINY, ["progress=false", f"output_dir={tmp_path}"])).metrics
+    r16 = run_trial(load_config(TINY, ["progress=false", f"output_dir={tmp_path}", "model.ratio=16"])).metrics
+    assert r4["val/reconstruction/acc_full"] > 0.9  # raw context: the warm decoder copies it
+    assert r4["val/reconstruction/acc_none"] < 3 * chance  # without context nothing is recoverable
+    assert r4["val/reconstruction/acc"] > 10 * chance  # 1:4 latents carry most of the context
+    assert r4["val/reconstruction/acc"] > r16["val/reconstruction/acc"] + 0.2  # and 1:16 clearly less
+    assert r4["val/retention"] > r16["val/retention"]
+    assert r4["sys/wall_s"] < 120
