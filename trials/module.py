@@ -50,6 +50,7 @@ class LCLMTrial(L.LightningModule):
         self.model = LCLM(cfg.model)
         self.val_records: list[dict] = []
         self.val_metrics: dict = {}
+        self.val_step: int | None = None  # global step the metrics belong to
 
     # --------------------------------------------------------------------------- training
     def mode_for_step(self, step: int) -> str:
@@ -90,9 +91,8 @@ class LCLMTrial(L.LightningModule):
     def on_validation_epoch_end(self):
         if not self.val_records or self.trainer.sanity_checking:
             return
-        self.val_metrics = summarize(self.val_records) | {"_step": self.global_step}
-        self.log_dict({k: v for k, v in self.val_metrics.items()
-                       if k != "_step" and isinstance(v, float) and math.isfinite(v)})
+        self.val_metrics, self.val_step = summarize(self.val_records), self.global_step
+        self.log_dict({k: v for k, v in self.val_metrics.items() if isinstance(v, float) and math.isfinite(v)})
 
     # --------------------------------------------------------------------------- optimisation
     def stage_starts(self) -> dict[str, int]:

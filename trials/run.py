@@ -112,7 +112,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
                                  save_last=True, enable_version_counter=False)
     trainer = L.Trainer(
-        max_steps=steps, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
+        max_steps=steps, max_epochs=1, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=[checkpoint, *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
@@ -128,13 +128,13 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         start_step = torch.load(ckpt_path, weights_only=True, map_location="cpu")["global_step"]
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     train_s = time.perf_counter() - started
-    if module.val_metrics.get("_step") != trainer.global_step:
+    trainer.save_checkpoint(last)  # the final state, whatever checkpoint_every was
+    if module.val_step != trainer.global_step:
         trainer.validate(module, datamodule=data, verbose=False)
-    module.val_metrics["_step"] = trainer.global_step
 
     d = cfg.data
     tokens_per_step = cfg.train.batch_size * (d.context_len + d.text_len)
-    metrics = {k: v for k, v in module.val_metrics.items() if k != "_step"}
+    metrics = dict(module.val_metrics)
     metrics.update({f"params/{k}": v for k, v in param_counts(module.model).items()})
     metrics.update(flops_per_token(cfg.model, d.context_len, d.text_len))
     metrics.update({

@@ -61,8 +61,8 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
     assert same(quality(full.metrics), quality(resumed.metrics))
 
 
-def test_checkpoints_load_with_weights_only(tmp_path):
-    result = run_trial(small_trial(tmp_path))
+def test_checkpoints_load_with_weights_only_and_include_the_final_step(tmp_path):
+    result = run_trial(small_trial(tmp_path, train={"checkpoint_every": 5}))  # 12 steps: saves at 5, 10 and the end
     state = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 12 and "state_dict" in state
 
@@ -80,25 +80,29 @@ def test_budgets_convert_to_steps(tmp_path):
 
 def test_overfits_a_fixed_batch(tmp_path):
     """Learning is real: continuation loss on one batch falls by more than half; reconstruction beats chance."""
-    cfg = resolve_config(small_trial(tmp_path, model={"encoder": {"n_layers": 1, "d_model": 64, "n_heads": 2, "window": 16},
-                                                      "decoder": {"n_layers": 2, "d_model": 64, "n_heads": 2}}),
-                         make_source(small_trial(tmp_path).data))
     from models import LCLM
+
+    cfg = small_trial(tmp_path, model={"encoder": {"n_layers": 1, "d_model": 64, "n_heads": 2, "window": 16},
+                                       "decoder": {"n_layers": 2, "d_model": 64, "n_heads": 2}})
+    source = make_source(cfg.data)
+    cfg = resolve_config(cfg, source)
     torch.manual_seed(0)
     model = LCLM(cfg.model)
-    batch = make_source(cfg.data).train_batch(0, 0, 8)
+    batch = source.train_batch(0, 0, 8)
+    everything = torch.ones_like(batch["context"], dtype=torch.bool)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
+    continuation = []
     for _ in range(150):
-        logits = model(batch["context"], batch["context"], "reconstruct")
-        loss = masked_loss(logits, batch["context"], torch.ones_like(batch["context"], dtype=torch.bool))
+        loss = masked_loss(model(batch["context"], batch["text"], "compressed"), batch["text"], batch["loss_mask"])
+        recon_logits = model(batch["context"], batch["context"], "reconstruct")
+        loss_total = loss + masked_loss(recon_logits, batch["context"], everything)
         opt.zero_grad()
-        loss.backward()
+        loss_total.backward()
         opt.step()
-        losses.append(loss.item())
-    acc = (logits.argmax(-1) == batch["context"]).float().mean().item()
-    assert losses[-1] < 0.5 * losses[0]
-    assert acc > 3 / 16  # chance is 1/16
+        continuation.append(loss.item())
+    recon_acc = (recon_logits.argmax(-1) == batch["context"]).float().mean().item()
+    assert continuation[-1] < 0.5 * continuation[0]
+    assert recon_acc > 3 / 16  # chance is 1/16
 
 
 def test_staged_schedule_freezes_components_until_their_stage(tmp_path):
