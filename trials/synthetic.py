@@ -6,8 +6,10 @@ context (B, T), text (B, S) and loss_mask (B, S): loss and accuracy only where t
 determined by the context.
 
 - reconstruction: the text repeats the context (from its latents alone)
-- span_recall:    <query> <span j> then span j of the context, repeated for several spans
-- kv_recall:      the context opens with key-value pairs; the text asks many keys (dense supervision)
+- span_recall:    <query> <span j> then span j of the context, for several distinct spans
+- kv_recall:      the context opens with key-value pairs; the text asks many distinct keys (dense supervision)
+
+Queries never repeat within an example, so no answer can be copied from earlier in the text.
 """
 from __future__ import annotations
 
@@ -55,8 +57,8 @@ def reconstruction(rng, B, d):
 def span_recall(rng, B, d):
     context = _symbols(rng, (B, d.context_len), d)
     n_spans, k = d.context_len // d.span_len, d.span_len
-    n_queries = d.text_len // (k + 2)
-    spans = rng.integers(0, n_spans, size=(B, n_queries))  # (B, Q)
+    n_queries = min(d.text_len // (k + 2), n_spans)
+    spans = _distinct(rng, B, n_spans, n_queries)  # (B, Q)
     answers = context.reshape(B, n_spans, k)[np.arange(B)[:, None], spans]  # (B, Q, k)
     head = np.stack([np.full_like(spans, SpecialTokens.QUERY), spans + layout(d)["spans"]], axis=-1)  # (B, Q, 2)
     queries = np.concatenate([head, answers], axis=-1).reshape(B, -1)  # (B, Q * (k + 2))
@@ -67,16 +69,20 @@ def span_recall(rng, B, d):
 @register("kv_recall")
 def kv_recall(rng, B, d):
     P = d.kv_pairs
-    keys = np.argsort(rng.random((B, d.n_keys)), axis=1)[:, :P] + layout(d)["keys"]  # distinct keys per example
+    keys = _distinct(rng, B, d.n_keys, P) + layout(d)["keys"]
     values = _symbols(rng, (B, P), d)
     context = _symbols(rng, (B, d.context_len), d)  # distractor symbols after the pairs
     context[:, : 2 * P] = np.stack([keys, values], axis=-1).reshape(B, 2 * P)
-    n_queries = d.text_len // 2
-    asked = rng.integers(0, P, size=(B, n_queries))
+    asked = _distinct(rng, B, P, min(d.text_len // 2, P))  # (B, Q)
     rows = np.arange(B)[:, None]
     queries = np.stack([keys[rows, asked], values[rows, asked]], axis=-1).reshape(B, -1)  # (B, 2Q): key, value, ...
-    mask = np.tile(np.array([False, True]), n_queries)[None].repeat(B, 0)
+    mask = np.tile(np.array([False, True]), asked.shape[1])[None].repeat(B, 0)
     return context, *_pad_text(queries, mask, d.text_len)
+
+
+def _distinct(rng, B, n, k):
+    """(B, k) draws from range(n) without replacement, independently per row."""
+    return np.argsort(rng.random((B, n)), axis=1)[:, :k]
 
 
 def _pad_text(text, mask, length):

@@ -28,6 +28,11 @@ def test_synthetic_tasks_are_deterministic_and_answerable(tmp_path, task):
     for row in range(16):
         answers = text[row][mask[row]]
         assert set(answers.tolist()) <= set(context[row].tolist())
+    if task != "reconstruction":  # queries never repeat, so no answer can be copied from the text
+        queries = text[:, ::2] if task == "kv_recall" else text[:, 1::6]
+        for row in queries:
+            asked = row[row != SpecialTokens.PAD]
+            assert len(set(asked.tolist())) == len(asked)
     if task == "kv_recall":
         pairs = dict(zip(context[:, 0:8:2][0], context[:, 1:8:2][0]))
         asked = text[0][::2][mask[0][1::2]]
