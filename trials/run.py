@@ -112,7 +112,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
                                  save_last=True, enable_version_counter=False)
     trainer = L.Trainer(
-        max_steps=steps, max_epochs=1, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
+        max_steps=steps, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=[checkpoint, *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,

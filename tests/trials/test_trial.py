@@ -115,9 +115,10 @@ def test_staged_schedule_freezes_components_until_their_stage(tmp_path):
     assert lrs == {"adapter": [True] * 3, "encoder": [False, True, True], "decoder": [False, False, True]}
 
 
-def test_warm_decoder_is_trained_once_and_reused(tmp_path):
+def test_warm_decoder_is_trained_once_and_reused(tmp_path, monkeypatch):
     from trials.corpus import cache_dir
 
+    monkeypatch.setenv("LCLAB_CACHE", str(tmp_path / "cache"))
     warm = {"decoder_init": "warm", "warm_steps": 6, "lr_decoder": 0.0}  # lr 0: the trial keeps the warm decoder
     first = run_trial(small_trial(tmp_path, train=warm))
     cached = list((cache_dir() / "warm").glob("decoder-*.pt"))
