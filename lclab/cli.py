@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -80,3 +81,120 @@ def version():
     from lclab import __version__
 
     console.print(__version__)
+
+
+@app.command()
+@user_errors
+def sweep(
+    space: Path = typer.Argument(..., help="a space file, e.g. search_space/presets/quickstart.yaml"),
+    workers: int = typer.Option(1, help="local worker processes sharing the study"),
+    lab: Path = typer.Option(Path("lab"), help="lab directory: lab.db, runs/, caches"),
+):
+    """Run (or continue) a sweep over a design space until it reaches n_trials."""
+    from rich.live import Live
+
+    from search_space.space import load_space
+    from search_space.sweep import counts, run_sweep
+
+    spec = load_space(space)
+    started = time.time()
+
+    def status(study) -> Table:
+        c = counts(study)
+        table = Table(title=f"sweep {spec.name}  ({time.time() - started:.0f} s)")
+        for key in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
+            table.add_column(key.lower(), justify="right")
+        table.add_column("best", justify="right")
+        best = _best(study)
+        table.add_row(*(str(c[k]) for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")), best)
+        return table
+
+    with Live(console=console, refresh_per_second=1) as live:
+        try:
+            study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)))
+        except KeyboardInterrupt:
+            errors.print("interrupted: completed trials are stored; run the same command to resume.")
+            raise typer.Exit(130)
+    console.print(summary_table({f"trials/{k.lower()}": v for k, v in counts(study).items()} | {"best": _best(study)},
+                                f"sweep {spec.name}"))
+
+
+def _best(study) -> str:
+    try:
+        if len(study.directions) > 1:
+            return f"{len(study.best_trials)} Pareto-optimal"
+        return f"{study.best_value:.4g} (trial {study.best_trial.number})"
+    except ValueError:
+        return "-"
+
+
+@app.command()
+@user_errors
+def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = typer.Option(None, help="URL or path")):
+    """Every study in the trial database with counts by state and its best value."""
+    import optuna
+
+    from trials.db import open_storage, storage_url
+
+    store = open_storage(storage_url(storage, lab))
+    table = Table(title="studies")
+    for col in ("study", "complete", "pruned", "fail", "running", "best"):
+        table.add_column(col)
+    for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=store)
+        from search_space.sweep import counts
+
+        c = counts(study)
+        table.add_row(summary.study_name, *(str(c[k]) for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), _best(study))
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def trials(
+    study: str = typer.Argument(...),
+    lab: Path = typer.Option(Path("lab")),
+    storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)"),
+    where: Optional[str] = typer.Option(None, help="e.g. \"pooling == 'mean' and state == 'COMPLETE'\""),
+    sort: Optional[str] = typer.Option(None, help="column to sort by (prefix - for descending)"),
+    columns: Optional[str] = typer.Option(None, help="comma-separated columns"),
+    limit: Optional[int] = typer.Option(None),
+    format: str = typer.Option("table", help="table | csv | json | parquet"),
+    output: Optional[Path] = typer.Option(None, "-o", help="write to a file instead of the terminal"),
+):
+    """Query a study's trials: filter, sort, pick columns, export."""
+    from search_space.expr import Expression, ExpressionError
+    from trials.db import load_frame, storage_url
+
+    frame = load_frame(storage_url(storage, lab), [study])
+    if where and not frame.empty:
+        expr = Expression(where)
+        short = {c: c.removeprefix("param.") for c in frame.columns}
+        try:
+            keep = [bool(expr({short[c]: v for c, v in row.items()} | row)) for row in frame.to_dict("records")]
+        except ExpressionError as err:
+            raise ConfigError("--where", str(err), f"use columns of the study: {', '.join(sorted(set(short.values())))}")
+        frame = frame[keep]
+    if sort:
+        frame = frame.sort_values(sort.lstrip("-"), ascending=not sort.startswith("-"))
+    if columns:
+        wanted = [c.strip() for c in columns.split(",")]
+        missing = [c for c in wanted if c not in frame.columns and f"param.{c}" not in frame.columns]
+        if missing:
+            raise ConfigError("--columns", f"unknown column(s) {missing}", f"use some of {sorted(frame.columns)}")
+        frame = frame[[c if c in frame.columns else f"param.{c}" for c in wanted]]
+    if limit:
+        frame = frame.head(limit)
+    if format not in ("table", "csv", "json", "parquet"):
+        raise ConfigError("--format", f"unknown format '{format}'", "use table, csv, json or parquet")
+    if format == "parquet":
+        if output is None:
+            raise ConfigError("--format", "parquet needs a file", "add -o trials.parquet")
+        frame.to_parquet(output)
+        return
+    text = {"csv": lambda: frame.to_csv(index=False), "json": lambda: frame.to_json(orient="records", indent=1),
+            "table": lambda: frame.to_string(index=False)}[format]()
+    if output:
+        output.write_text(text)
+    else:
+        console.print(text, highlight=False, soft_wrap=True)

@@ -82,6 +82,13 @@ class TextSource:
         return [self._windows(self.val_ids, starts[i:i + B]) | {"task": "text"} for i in range(0, len(starts), B)]
 
 
+def vocab_size_hint(d: DataConfig) -> int:
+    """The vocabulary a source will have, without loading any data (for sizing models up front)."""
+    if d.source == "synthetic":
+        return layout(d)["vocab_size"]
+    return ByteTokenizer.vocab_size if d.tokenizer == "byte" else d.tokenizer_vocab
+
+
 def make_source(d: DataConfig) -> SyntheticSource | TextSource:
     return SyntheticSource(d) if d.source == "synthetic" else TextSource(d)
 

@@ -1,0 +1,365 @@
+"""A study's design space, declared in YAML and checked before anything runs.
+
+    name: pooling_ablation
+    base: ../../configs/trial/tiny.yaml      # a trial config (path relative to this file) or a mapping
+    axes:
+      pooling: {values: [mean, max, attention], role: scientific}
+      lr: {path: train.lr_encoder, kind: float, low: 1.0e-4, high: 3.0e-3, log: true, role: nuisance}
+      heads: {path: model.adapter.n_heads, values: [2, 4], when: {adapter: attn_mlp}}
+    derived: {encoder_width: {path: model.encoder.d_model, expr: "decoder_width // 2"}}
+    constraints: ["(window - overlap) % ratio == 0", "encoder_params <= 0.5 * decoder_params"]
+    objectives: [{metric: val/loss_compressed, direction: minimize}]
+    sampler: {name: tpe}
+    pruner: {name: none}
+    budget: {steps: 400}                      # or {tokens: N} / {flops: N}
+    seeds: [0, 1, 2]
+    n_trials: 12
+    storage: lab.db
+
+Axis names that are well-known design axes (ratio, pooling, window, ...) need no `path`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from models import ConfigError, LCLM
+from trials import TrialConfig
+from trials.config import apply_override, from_dict
+
+from .expr import Expression, ExpressionError
+
+# short names usable as axes, in constraints and in derived expressions
+KNOWN = {
+    "ratio": "model.ratio", "pooling": "model.pooling", "latent_positions": "model.latent_positions",
+    "window": "model.encoder.window", "overlap": "model.encoder.overlap", "mask": "model.encoder.mask",
+    "encoder_layers": "model.encoder.n_layers", "encoder_width": "model.encoder.d_model",
+    "encoder_heads": "model.encoder.n_heads", "adapter": "model.adapter.kind", "adapter_depth": "model.adapter.depth",
+    "adapter_width": "model.adapter.width_mult", "decoder_layers": "model.decoder.n_layers",
+    "decoder_width": "model.decoder.d_model", "decoder_heads": "model.decoder.n_heads",
+    "context_len": "data.context_len", "text_len": "data.text_len", "batch_size": "train.batch_size",
+    "lr_encoder": "train.lr_encoder", "lr_adapter": "train.lr_adapter", "lr_decoder": "train.lr_decoder",
+    "warmup_frac": "train.warmup_frac", "schedule": "train.schedule", "stages": "train.stages",
+    "decoder_init": "train.decoder_init", "full_context_share": "train.full_context_share",
+    "reconstruction_share": "train.reconstruction_share",
+}
+ROLES = ("scientific", "nuisance", "fixed")
+KINDS = ("categorical", "int", "float")
+SECTIONS = {"name", "base", "axes", "derived", "constraints", "objectives", "sampler", "pruner", "budget", "seeds",
+            "n_trials", "storage", "nuisance_trials"}
+FEASIBILITY_SAMPLES = 2000
+
+
+class SpaceError(ConfigError):
+    """A problem in a space file: `field` is the YAML path, `source` is file:line."""
+
+
+@dataclass
+class Axis:
+    name: str
+    path: str
+    kind: str = "categorical"
+    values: list = field(default_factory=list)
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: int = 1
+    role: str = "scientific"
+    when: dict = field(default_factory=dict)
+
+    def levels(self, n_float: int = 3) -> list:
+        """Every level (categorical, int) or a spread of points (float) for feasibility checks."""
+        if self.kind == "categorical":
+            return list(self.values)
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1, self.step))
+        if self.log:
+            return [math.exp(math.log(self.low) + i * (math.log(self.high) - math.log(self.low)) / (n_float - 1))
+                    for i in range(n_float)]
+        return [self.low + i * (self.high - self.low) / (n_float - 1) for i in range(n_float)]
+
+    def active(self, point: dict) -> bool:
+        return all(point.get(k) == v for k, v in self.when.items())
+
+
+@dataclass
+class Space:
+    name: str
+    source: Path
+    base: dict
+    axes: list[Axis]
+    derived: dict[str, tuple[str, Expression]]
+    constraints: list[Expression]
+    objectives: list[dict]
+    sampler: dict
+    pruner: dict
+    budget: dict
+    seeds: list[int]
+    n_trials: int
+    storage: str | None
+    nuisance_trials: int = 4
+    lines: dict = field(default_factory=dict)
+
+    @property
+    def scientific(self) -> list[Axis]:
+        return [a for a in self.axes if a.role == "scientific"]
+
+    def config_dict(self, point: dict, seed: int) -> dict:
+        """The trial config mapping for an assignment of axis values (inactive axes keep the base)."""
+        data = copy.deepcopy(self.base)
+        for axis in self.axes:
+            if axis.name in point:
+                apply_override(data, f"{axis.path}={yaml.safe_dump(point[axis.name], default_flow_style=True).strip().removesuffix('...').strip()}")
+        for key, value in self.budget.items():
+            apply_override(data, f"train.{ {'steps': 'steps', 'tokens': 'budget_tokens', 'flops': 'budget_flops'}[key] }={value}")
+        env = self.environment(data, point)
+        for name, (path, expr) in self.derived.items():
+            value = expr(env)
+            apply_override(data, f"{path}={value}")
+            env[name] = value
+        data["seed"] = seed
+        data.setdefault("name", self.name)
+        return data
+
+    @staticmethod
+    def environment(data: dict, point: dict) -> dict:
+        """Known short names (with the trial config's defaults filled in) and the point's axes."""
+        full = from_dict(TrialConfig, data).to_dict()
+        return {short: _get(full, path) for short, path in KNOWN.items()} | point
+
+    def resolve(self, point: dict, seed: int = 0) -> TrialConfig:
+        """The validated trial config of a point, or ConfigError/SpaceError if it is infeasible."""
+        data = self.config_dict(point, seed)
+        cfg = from_dict(TrialConfig, data).validate()
+        env = self.environment(data, point) | {name: _get(data, path) for name, (path, _) in self.derived.items()}
+        env |= component_params(cfg)
+        for constraint in self.constraints:
+            try:
+                ok = constraint(env)
+            except ExpressionError as err:
+                raise self.error("constraints", str(err), f"use axis names, known names ({', '.join(sorted(env))})")
+            except (ZeroDivisionError, TypeError) as err:
+                raise ConfigError("constraints", f"'{constraint.source}' failed: {err}", "fix the expression")
+            if not ok:
+                raise ConfigError("constraints", f"violates '{constraint.source}'", "")
+        return cfg
+
+    def grid(self) -> list[dict]:
+        """All points of the finite part of the space (float axes at a few spread values), conditionals applied."""
+        points = [{}]
+        for axis in self.axes:
+            grown = []
+            for point in points:
+                if axis.active(point):
+                    grown.extend({**point, axis.name: v} for v in axis.levels())
+                else:
+                    grown.append(point)
+            points = grown
+        return points
+
+    def error(self, key: str, problem: str, fix: str) -> SpaceError:
+        line = self.lines.get(key) or self.lines.get(key.split(".")[0])
+        return SpaceError(key, problem, fix, f"{self.source}:{line}" if line else str(self.source))
+
+
+def _get(data: dict, path: str):
+    for part in path.split("."):
+        data = data[part]
+    return data
+
+
+def component_params(cfg: TrialConfig) -> dict[str, int]:
+    """encoder_params / adapter_params / decoder_params for constraints, built on the meta device (no memory)."""
+    import torch
+
+    from trials.data import vocab_size_hint
+
+    model_cfg = copy.copy(cfg.model)
+    model_cfg.vocab_size = vocab_size_hint(cfg.data)
+    with torch.device("meta"):
+        model = LCLM(model_cfg)
+    return {f"{name}_params": sum(p.numel() for p in part.parameters()) for name, part in model.components().items()}
+
+
+# ---------------------------------------------------------------------------- loading
+def _lines(node, prefix="", out=None) -> dict[str, int]:
+    """YAML key path -> 1-based line, for error messages."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            out[path] = key.start_mark.line + 1
+            _lines(value, path + ".", out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            out[f"{prefix}{i}"] = value.start_mark.line + 1
+            out.setdefault(prefix.rstrip("."), value.start_mark.line + 1)
+            _lines(value, f"{prefix}{i}.", out)
+    return out
+
+
+def load_space(path: str | Path) -> Space:
+    """Parse and check a space file; every problem is a SpaceError naming file:line, field and fix."""
+    from .registry import PRUNERS, SAMPLERS
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError("<space>", f"space file {path} does not exist", "pass a YAML file, e.g. search_space/presets/quickstart.yaml")
+    text = path.read_text()
+    try:
+        data, lines = yaml.safe_load(text), _lines(yaml.compose(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise SpaceError("<yaml>", f"malformed YAML: {getattr(err, 'problem', err)}", "fix the indentation or quoting there",
+                         f"{path}:{mark.line + 1}" if mark else str(path)) from None
+    if not isinstance(data, dict):
+        raise SpaceError("<top level>", "a space file is a mapping", "start from search_space/presets/quickstart.yaml", str(path))
+    stub = Space(data.get("name", path.stem), path, {}, [], {}, [], [], {}, {}, {}, [0], 1, None, lines=lines)
+    for key in data:
+        if key not in SECTIONS:
+            raise stub.error(key, "unknown section", f"use only {', '.join(sorted(SECTIONS))}")
+    for key in ("name", "axes", "objectives", "n_trials"):
+        if key not in data:
+            raise stub.error(key, f"the space has no '{key}'", f"add '{key}:' (see search_space/presets/quickstart.yaml)")
+    base = _load_base(data.get("base", {}), path, stub)
+    axes = [_axis(name, spec, stub) for name, spec in (data["axes"] or {}).items()]
+    if not axes:
+        raise stub.error("axes", "no axes", "declare at least one axis")
+    names = {a.name for a in axes}
+    for axis in axes:
+        for key in axis.when:
+            if key not in names:
+                raise stub.error(f"axes.{axis.name}.when", f"condition on unknown axis '{key}'", f"use one of {sorted(names)}")
+    derived = {}
+    for name, spec in (data.get("derived") or {}).items():
+        if not isinstance(spec, dict) or set(spec) != {"path", "expr"}:
+            raise stub.error(f"derived.{name}", "a derived value needs exactly 'path' and 'expr'", "write {path: model.x, expr: '...'}")
+        derived[name] = (spec["path"], _expr(spec["expr"], f"derived.{name}", stub))
+    constraints = [_expr(c, f"constraints.{i}", stub) for i, c in enumerate(data.get("constraints") or [])]
+    objectives = data["objectives"]
+    if not isinstance(objectives, list) or not objectives or not all(
+            isinstance(o, dict) and set(o) <= {"metric", "direction"} and "metric" in o
+            and o.get("direction", "minimize") in ("minimize", "maximize") for o in objectives):
+        raise stub.error("objectives", "objectives must be a list of {metric, direction: minimize|maximize}",
+                         "write e.g. [{metric: val/loss_compressed, direction: minimize}]")
+    sampler = _named(data.get("sampler", {"name": "tpe"}), "sampler", SAMPLERS, stub)
+    pruner = _named(data.get("pruner", {"name": "none"}), "pruner", PRUNERS, stub)
+    if len(objectives) > 1 and sampler["name"] not in ("nsga2", "random", "grid", "ablation"):
+        raise stub.error("sampler", f"sampler '{sampler['name']}' is single-objective but {len(objectives)} objectives are set",
+                         "use nsga2 (or random / grid) for several objectives")
+    budget = data.get("budget") or {}
+    if not isinstance(budget, dict) or len(budget) > 1 or not set(budget) <= {"steps", "tokens", "flops"}:
+        raise stub.error("budget", f"{budget!r} is not one of {{steps|tokens|flops: N}}", "write e.g. budget: {flops: 1.0e+13}")
+    seeds = data.get("seeds", [0])
+    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    if not seeds or not all(isinstance(s, int) for s in seeds):
+        raise stub.error("seeds", "seeds must be a count or a list of integers", "write seeds: 3 or seeds: [0, 1, 2]")
+    n_trials = data["n_trials"]
+    if not isinstance(n_trials, int) or n_trials < 1:
+        raise stub.error("n_trials", f"{n_trials!r} is not a positive integer", "set n_trials: 12")
+    space = Space(data["name"], path, base, axes, derived, constraints, objectives, sampler, pruner, budget, seeds,
+                  n_trials, data.get("storage"), int(data.get("nuisance_trials", 4)), lines)
+    _check_values(space)
+    _check_feasible(space)
+    return space
+
+
+def _load_base(base, path: Path, stub: Space) -> dict:
+    if isinstance(base, str):
+        file = (path.parent / base).resolve()
+        if not file.is_file():
+            raise stub.error("base", f"base config {file} does not exist", "give a path relative to the space file")
+        return yaml.safe_load(file.read_text()) or {}
+    if not isinstance(base, dict):
+        raise stub.error("base", "base must be a path or a mapping", "write base: ../../configs/trial/tiny.yaml")
+    return base
+
+
+def _axis(name: str, spec: Any, stub: Space) -> Axis:
+    key = f"axes.{name}"
+    if not isinstance(spec, dict):
+        raise stub.error(key, "an axis is a mapping", "write e.g. {values: [4, 8, 16]}")
+    unknown = set(spec) - {"path", "kind", "values", "low", "high", "log", "step", "role", "when"}
+    if unknown:
+        raise stub.error(key, f"unknown axis key(s) {sorted(unknown)}", "use path, kind, values, low, high, log, step, role, when")
+    path = spec.get("path", KNOWN.get(name))
+    if path is None:
+        raise stub.error(key, f"'{name}' is not a known axis name and has no path",
+                         f"add path: (e.g. model.encoder.n_layers) or use one of {sorted(KNOWN)}")
+    kind = spec.get("kind", "categorical" if "values" in spec else "float")
+    if kind not in KINDS:
+        raise stub.error(f"{key}.kind", f"unknown kind '{kind}'", f"use one of {KINDS}")
+    role = spec.get("role", "scientific")
+    if role not in ROLES:
+        raise stub.error(f"{key}.role", f"unknown role '{role}'", f"use one of {ROLES}")
+    axis = Axis(name, path, kind, list(spec.get("values", [])), spec.get("low"), spec.get("high"), bool(spec.get("log", False)),
+                int(spec.get("step", 1)), role, dict(spec.get("when") or {}))
+    if kind == "categorical" and not axis.values:
+        raise stub.error(key, "a categorical axis needs a non-empty 'values' list", "add values: [...]")
+    if kind != "categorical":
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (axis.low, axis.high)):
+            raise stub.error(key, f"a {kind} axis needs numeric low and high", "add low: and high:")
+        if axis.low > axis.high or (axis.log and axis.low <= 0):
+            raise stub.error(key, f"range [{axis.low}, {axis.high}] is empty or not positive on a log scale", "fix low/high")
+    if role == "fixed" and len(axis.levels()) != 1:
+        raise stub.error(f"{key}.role", "a fixed axis must have exactly one value", "give one value, or make it scientific")
+    return axis
+
+
+def _expr(source: Any, key: str, stub: Space) -> Expression:
+    try:
+        return Expression(source)
+    except ExpressionError as err:
+        raise stub.error(key, str(err), "use arithmetic, comparisons, and/or/not over axis and known names") from None
+
+
+def _named(spec: Any, key: str, registry: dict, stub: Space) -> dict:
+    """`sampler: tpe` or `sampler: {name: tpe, ...options}`."""
+    field = key if not isinstance(spec, dict) else f"{key}.name"
+    spec = {"name": spec} if isinstance(spec, str) else spec
+    if not isinstance(spec, dict) or spec.get("name") not in registry:
+        raise stub.error(field, f"unknown {key} {spec.get('name') if isinstance(spec, dict) else spec!r}",
+                         f"use one of {sorted(registry)}")
+    return spec
+
+
+def _check_values(space: Space) -> None:
+    """Each level on its own must type-check against the trial config (wrong types, unknown choices)."""
+    for axis in space.axes:
+        for value in axis.levels():
+            data = copy.deepcopy(space.base)
+            try:
+                apply_override(data, f"{axis.path}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
+                cfg = from_dict(TrialConfig, data)
+                if axis.path == "model.pooling" or axis.path == "model.attention":
+                    cfg.model.validate()
+            except ConfigError as err:
+                if "stride" in err.problem or "overlap" in err.problem:
+                    continue  # depends on other axes: the feasibility check decides
+                raise space.error(f"axes.{axis.name}", f"level {value!r} of '{axis.path}': {err.problem}", err.fix) from None
+
+
+def _check_feasible(space: Space) -> None:
+    points = space.grid()
+    if len(points) > FEASIBILITY_SAMPLES:
+        points = random.Random(0).sample(points, FEASIBILITY_SAMPLES)
+    reasons = Counter()
+    for point in points:
+        try:
+            space.resolve(point)
+            return
+        except SpaceError:
+            raise
+        except ConfigError as err:
+            reasons[f"{err.field}: {err.problem}"] += 1
+    reason, count = reasons.most_common(1)[0]
+    raise space.error("constraints" if space.constraints else "axes", f"no point of the space is feasible "
+                      f"({len(points)} checked; most common reason, {count}x: {reason})",
+                      "relax the constraints or change the axes' values")

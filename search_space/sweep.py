@@ -1,0 +1,232 @@
+"""A sweep: an Optuna study over a Space, run by local worker processes that share the trial database.
+
+Identity: the study is named by the space; re-running the same command continues toward `n_trials`.
+A configuration already completed with the same hash and seed is never trained twice. Changing the
+space so that old trials become incomparable is refused (rename the study instead).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import optuna
+from optuna.trial import TrialState
+
+from models import ConfigError
+from trials import DivergedError, run_trial
+from trials.db import open_storage, storage_url
+
+from .registry import PRUNERS, SAMPLERS, build
+from .space import Axis, Space, load_space
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def code_version() -> dict:
+    root = Path(__file__).parents[1]
+    git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)  # noqa: E731
+    commit = git("rev-parse", "HEAD").stdout.strip() or "unknown"
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain").stdout.strip())}
+
+
+def space_fingerprint(space: Space) -> str:
+    """What makes trials comparable: base config, axes, derived values, constraints, objectives, budget."""
+    key = {"base": space.base, "axes": [vars(a) for a in space.axes], "budget": space.budget,
+           "derived": {k: (p, e.source) for k, (p, e) in space.derived.items()},
+           "constraints": [c.source for c in space.constraints], "objectives": space.objectives}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def suggest(trial: optuna.Trial, axis: Axis):
+    if axis.kind == "categorical":
+        return trial.suggest_categorical(axis.name, axis.values)
+    if axis.kind == "int":
+        return trial.suggest_int(axis.name, int(axis.low), int(axis.high), step=axis.step, log=axis.log)
+    return trial.suggest_float(axis.name, axis.low, axis.high, log=axis.log)
+
+
+class PruningReporter(L.Callback):
+    """Reports the objective to Optuna at every validation (keyed by tokens seen) and stops pruned trials."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, sign: float, tokens_per_step: int):
+        self.trial, self.metric, self.sign, self.tokens_per_step = trial, metric, sign, tokens_per_step
+
+    def on_validation_end(self, trainer, module):
+        value = module.val_metrics.get(self.metric)
+        if value is None or not math.isfinite(value) or trainer.sanity_checking:
+            return
+        tokens = trainer.global_step * self.tokens_per_step
+        self.trial.report(value, tokens)
+        if self.trial.should_prune():
+            self.trial.set_user_attr("pruned_at_tokens", tokens)
+            raise optuna.TrialPruned(f"pruned at {tokens} tokens ({self.metric} = {value:.4f})")
+
+
+@dataclass
+class Objective:
+    space: Space
+    lab_dir: Path
+
+    def point(self, trial: optuna.Trial) -> dict:
+        point = {}
+        for axis in self.space.axes:
+            if axis.active(point):
+                point[axis.name] = suggest(trial, axis)
+        return point
+
+    def __call__(self, trial: optuna.Trial):
+        space = self.space
+        seed = int(trial.user_attrs.get("seed", space.seeds[0]))
+        point = self.point(trial)
+        try:
+            cfg = space.resolve(point, seed)
+        except ConfigError as err:  # infeasible: recorded, never trained, not counted toward n_trials
+            trial.set_user_attr("infeasible", f"{err.field}: {err.problem}")
+            raise optuna.TrialPruned("infeasible")
+        cfg.output_dir, cfg.progress = str(self.lab_dir / "runs" / space.name), False
+        config_hash = cfg.hash()
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("config_hash", config_hash)
+        trial.set_user_attr("config", cfg.to_dict())
+        trial.set_user_attr("scientific_key", json.dumps({a.name: point.get(a.name) for a in space.scientific}, sort_keys=True))
+        trial.set_user_attr("code_version", code_version())
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("device", platform.processor() or platform.machine())
+        done = self._completed(trial.study, config_hash, trial.number)
+        if done is not None:  # same config and seed already trained: reuse, do not train twice
+            trial.set_user_attr("duplicate_of", done.number)
+            trial.set_user_attr("metrics", done.user_attrs.get("metrics", {}))
+            return done.values if len(done.values) > 1 else done.value
+        if seed == space.seeds[0] and "replica_of" not in trial.user_attrs:
+            for other in space.seeds[1:]:
+                trial.study.enqueue_trial(trial.params, user_attrs={"seed": other, "replica_of": trial.number})
+        metric = space.objectives[0]["metric"]
+        sign = 1.0 if space.objectives[0].get("direction", "minimize") == "minimize" else -1.0
+        callbacks = []
+        if space.pruner["name"] != "none":
+            tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
+            callbacks.append(PruningReporter(trial, metric, sign, tokens_per_step))
+        try:
+            result = run_trial(cfg, resume=True, callbacks=callbacks)  # resume: a retried trial continues its checkpoint
+        except DivergedError as err:
+            trial.set_user_attr("fail_reason", str(err))
+            raise
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
+        trial.set_user_attr("metrics", metrics)
+        trial.set_user_attr("run_dir", str(result.run_dir))
+        values = [metrics.get(o["metric"], float("nan")) for o in space.objectives]
+        return values if len(values) > 1 else values[0]
+
+    @staticmethod
+    def _completed(study, config_hash: str, number: int):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.number != number and t.user_attrs.get("config_hash") == config_hash and "duplicate_of" not in t.user_attrs:
+                return t
+        return None
+
+
+def open_study(space: Space, lab_dir: Path) -> optuna.Study:
+    """Create the study (once, in the parent: concurrent creation races on every backend) or load it,
+    refusing a space that changed in a way that makes old trials incomparable."""
+    url = storage_url(space.storage, lab_dir)
+    storage = open_storage(url)
+    directions = [o.get("direction", "minimize") for o in space.objectives]
+    study = optuna.create_study(study_name=space.name, storage=storage, directions=directions, load_if_exists=True,
+                                sampler=build(SAMPLERS, space.sampler, seed=0), pruner=build(PRUNERS, space.pruner))
+    fingerprint = space_fingerprint(space)
+    stored = study.user_attrs.get("space_fingerprint")
+    if stored is None:
+        study.set_user_attr("space_fingerprint", fingerprint)
+        study.set_user_attr("space_file", str(space.source))
+        for params, seed in enumerated_points(space):
+            study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": -1})
+    elif stored != fingerprint:
+        raise ConfigError("name", f"study '{space.name}' in {url} was run with a different space "
+                          f"({study.user_attrs.get('space_file')}); its trials would not be comparable",
+                          "give this space a new name, or restore the original axes/base/budget/objectives", str(space.source))
+    return study
+
+
+def enumerated_points(space: Space) -> list[tuple[dict, int]]:
+    """Grid: every point x every seed. Ablation: the base, then one axis changed at a time, x every seed."""
+    kind = space.sampler["name"]
+    if kind == "grid":
+        points = space.grid()
+    elif kind == "ablation":
+        base = {a.name: a.levels()[0] for a in space.axes if a.active({})}
+        points = [base] + [{**base, a.name: v} for a in space.axes for v in a.levels()[1:]]
+    else:
+        return []
+    return [(p, s) for p in points for s in space.seeds]
+
+
+def worker(space_path: str, lab_dir: str, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    space = load_space(space_path)
+    study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
+                              sampler=build(SAMPLERS, space.sampler, seed=os.getpid()), pruner=build(PRUNERS, space.pruner))
+    target = space.n_trials * (len(space.seeds) if space.sampler["name"] not in ("grid", "ablation") else 1)
+    target = max(target, len(enumerated_points(space)))
+    study.optimize(Objective(space, Path(lab_dir)), callbacks=[StopAt(target)], catch=(DivergedError,), gc_after_trial=True)
+
+
+class StopAt:
+    """Stops a worker once the study holds `target` trained trials (complete or pruned; infeasible ones do not count)."""
+
+    def __init__(self, target: int):
+        self.target = target
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # replicas of sampled configs finish first
+        if trained(study) >= self.target and not waiting:
+            study.stop()
+
+
+def trained(study: optuna.Study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED) if "infeasible" not in t.user_attrs)
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = {s.name: 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] += 1
+    return out
+
+
+def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None) -> optuna.Study:
+    """Run `workers` local processes against the study until it reaches its target; Ctrl-C stops them,
+    leaving running trials to be resumed from their checkpoints by the next run."""
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(space, lab_dir)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if on_tick:
+                on_tick(study)
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+        raise
+    if on_tick:
+        on_tick(study)
+    return study

@@ -1,0 +1,36 @@
+import pytest
+
+from search_space.expr import Expression, ExpressionError
+
+
+@pytest.mark.parametrize("source,env,expected", [
+    ("(window - overlap) % ratio == 0", {"window": 20, "overlap": 4, "ratio": 8}, True),
+    ("overlap < window and not ratio > 16", {"window": 16, "overlap": 4, "ratio": 32}, False),
+    ("encoder_params <= 0.5 * decoder_params", {"encoder_params": 10, "decoder_params": 30}, True),
+    ("1 < ratio <= 8", {"ratio": 8}, True),
+    ("pooling in ('mean', 'max')", {"pooling": "attention"}, False),
+    ("decoder_width // 2 if ratio > 4 else decoder_width", {"decoder_width": 128, "ratio": 8}, 64),
+    ("2 ** ratio - -1", {"ratio": 3}, 9),
+])
+def test_evaluates_arithmetic_comparisons_and_logic(source, env, expected):
+    assert Expression(source)(env) == expected
+
+
+@pytest.mark.parametrize("source", [
+    "__import__('os').system('true')",
+    "ratio.__class__",
+    "[x for x in (1, 2)]",
+    "open('/etc/passwd')",
+    "ratio[0]",
+    "lambda: 1",
+])
+def test_refuses_anything_that_could_run_code(source):
+    with pytest.raises(ExpressionError, match="do not allow|cannot parse"):
+        Expression(source)
+
+
+def test_reports_names_and_unknown_names():
+    expr = Expression("window - overlap > ratio")
+    assert expr.names == {"window", "overlap", "ratio"}
+    with pytest.raises(ExpressionError, match="unknown name 'overlap'"):
+        expr({"window": 4, "ratio": 2})

@@ -1,0 +1,89 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search_space.space import SpaceError, load_space
+from search_space.sweep import enumerated_points
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+BAD = sorted((HERE / "bad_spaces").glob("*.yaml"))
+
+
+def expected(path: Path) -> list[str]:
+    first = path.read_text().splitlines()[0]
+    return [f.strip() for f in first.removeprefix("# expect:").split("|")]
+
+
+def test_there_are_at_least_15_bad_spaces():
+    assert len(BAD) >= 15
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_space_is_rejected_with_its_message(path):
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    message = info.value.render()
+    assert str(path) in message and "Fix:" in message
+    for fragment in expected(path):
+        assert fragment in message, (fragment, message)
+
+
+def test_bad_space_on_the_cli_is_one_paragraph_and_exit_2(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lclab", "sweep", str(HERE / "bad_spaces" / "unknown_pooling.yaml"),
+                          "--lab", str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "COLUMNS": "300"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "unknown pooling 'avg'" in out.stderr
+    assert not (tmp_path / "lab.db").exists()  # nothing was created
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "search_space" / "presets").glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_load(preset):
+    space = load_space(preset)
+    assert space.axes and space.n_trials >= 1
+
+
+def write(tmp_path, body: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(f"base: {ROOT / 'configs/trial/tiny.yaml'}\nobjectives: [{{metric: val/loss_compressed}}]\n" + body)
+    return path
+
+
+def test_conditionals_derived_values_and_constraints(tmp_path):
+    space = load_space(write(tmp_path, """
+name: cond
+axes:
+  pooling: {values: [mean, attention]}
+  enc_heads: {path: model.encoder.n_heads, values: [2, 8], when: {pooling: attention}}
+  decoder_width: {values: [128, 256]}
+derived:
+  encoder_width: {path: model.encoder.d_model, expr: "decoder_width // 2"}
+constraints: ["encoder_params <= 0.5 * decoder_params"]
+n_trials: 3
+"""))
+    points = space.grid()
+    assert {"pooling": "mean", "decoder_width": 128} in points  # heads inactive without attention
+    assert {"pooling": "attention", "enc_heads": 8, "decoder_width": 256} in points
+    cfg = space.resolve({"pooling": "attention", "enc_heads": 8, "decoder_width": 256}, seed=3)
+    assert cfg.model.encoder.d_model == 128 and cfg.model.encoder.n_heads == 8 and cfg.seed == 3
+
+
+def test_ablation_table_is_every_level_of_every_axis_around_the_base_times_every_seed(tmp_path):
+    space = load_space(write(tmp_path, """
+name: abl
+axes:
+  pooling: {values: [mean, max, attention]}
+  ratio: {values: [4, 8]}
+  overlap: {values: [0, 4]}
+sampler: ablation
+seeds: [0, 1]
+n_trials: 1
+"""))
+    table = enumerated_points(space)
+    base = {"pooling": "mean", "ratio": 4, "overlap": 0}
+    expected_points = [base, {**base, "pooling": "max"}, {**base, "pooling": "attention"}, {**base, "ratio": 8},
+                       {**base, "overlap": 4}]
+    assert table == [(p, s) for p in expected_points for s in (0, 1)]

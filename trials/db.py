@@ -1,0 +1,93 @@
+"""The trial database is Optuna's storage: open it by URL or path, and load it as one tidy DataFrame.
+
+- a path ending in .db, or sqlite:///...: SQLite (the default, `lab.db` in the lab directory)
+- postgresql://...: PostgreSQL (credentials from the environment or ~/.pgpass, never in the URL we store)
+- a path ending in .journal / .log: Optuna's journal file (clusters without a database server; not NFS-safe SQLite)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from models import ConfigError
+
+HEARTBEAT_S, GRACE_S = 10, 30
+
+
+def storage_url(spec: str | None, lab_dir: str | Path) -> str:
+    if not spec:
+        return f"sqlite:///{Path(lab_dir).resolve() / 'lab.db'}"
+    if "://" in spec:
+        return spec
+    path = Path(spec) if Path(spec).is_absolute() else Path(lab_dir) / spec
+    return str(path.resolve()) if path.suffix in (".journal", ".log") else f"sqlite:///{path.resolve()}"
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage with heartbeats: a trial whose worker died is failed and retried (keeping its
+    intermediate values) once its heartbeat is older than the grace period."""
+    import warnings
+
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    try:
+        if "://" not in url:
+            from optuna.storages.journal import JournalFileBackend
+
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(url))
+        kwargs = {}
+        if url.startswith("sqlite"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            kwargs = {"connect_args": {"timeout": 120}}  # several local workers wait instead of "database is locked"
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3, inherit_intermediate_values=True))
+    except Exception as err:  # connection refused, bad URL, missing driver: all user-facing
+        raise ConfigError("storage", f"cannot open the trial database {redact(url)} ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
+                          "check that the server is running and the URL is right (credentials belong in the environment or ~/.pgpass)") from None
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | None = None):
+    """One row per trial of the given studies (all by default): state, objective values, params as
+    `param.<axis>`, metrics as `<metric>` (e.g. `val/loss_compressed`), and system columns."""
+    import pandas as pd
+
+    storage = open_storage(storage) if isinstance(storage, str) else storage
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    names = studies or [s.study_name for s in summaries]
+    known = {s.study_name for s in summaries}
+    for name in names:
+        if name not in known:
+            raise ConfigError("study", f"no study named '{name}' in this database",
+                              f"use one of {sorted(known)}" if known else "run a sweep first")
+    rows = []
+    for name in names:
+        study_id = storage.get_study_id_from_name(name)
+        for t in storage.get_all_trials(study_id, deepcopy=False):
+            attrs = t.user_attrs
+            row = {"study": name, "number": t.number, "state": t.state.name,
+                   "duration_s": t.duration.total_seconds() if t.duration else None,
+                   **{f"value_{i}": v for i, v in enumerate(t.values or [])},
+                   **{f"param.{k}": v for k, v in t.params.items()},
+                   **attrs.get("metrics", {}),
+                   **{k: v for k, v in attrs.items() if k not in ("metrics", "config")}}
+            if t.intermediate_values:
+                row["last_reported_at"] = max(t.intermediate_values)
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty and "value_0" in frame:
+        frame = frame.rename(columns={"value_0": "value"})
+    return frame
