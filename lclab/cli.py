@@ -89,6 +89,8 @@ def sweep(
     space: Path = typer.Argument(..., help="a space file, e.g. search_space/presets/quickstart.yaml"),
     workers: int = typer.Option(1, help="local worker processes sharing the study"),
     lab: Path = typer.Option(Path("lab"), help="lab directory: lab.db, runs/, caches"),
+    replicate_top: Optional[int] = typer.Option(None, help="re-run the best K configurations with --seeds new seeds"),
+    seeds: int = typer.Option(2, help="new seeds per configuration for --replicate-top"),
 ):
     """Run (or continue) a sweep over a design space until it reaches n_trials."""
     from rich.live import Live
@@ -111,7 +113,8 @@ def sweep(
 
     with Live(console=console, refresh_per_second=1) as live:
         try:
-            study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)))
+            study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)),
+                              replicate=(replicate_top, seeds) if replicate_top else None)
         except KeyboardInterrupt:
             errors.print("interrupted: completed trials are stored; run the same command to resume.")
             raise typer.Exit(130)

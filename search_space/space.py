@@ -111,6 +111,10 @@ class Space:
     def scientific(self) -> list[Axis]:
         return [a for a in self.axes if a.role == "scientific"]
 
+    @property
+    def nuisance(self) -> list[Axis]:
+        return [a for a in self.axes if a.role == "nuisance"]
+
     def config_dict(self, point: dict, seed: int) -> dict:
         """The trial config mapping for an assignment of axis values (inactive axes keep the base)."""
         data = copy.deepcopy(self.base)

@@ -23,7 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from models import ConfigError
-from trials import DivergedError, run_trial
+from trials import DivergedError, budget_steps, run_trial
 from trials.db import open_storage, storage_url
 
 from .registry import PRUNERS, SAMPLERS, build
@@ -104,17 +104,21 @@ class Objective:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("device", platform.processor() or platform.machine())
         done = self._completed(trial.study, config_hash, trial.number)
+        if done is not None and done.state == TrialState.FAIL:  # known to diverge: do not train it again
+            trial.set_user_attr("duplicate_of", done.number)
+            trial.set_user_attr("fail_reason", done.user_attrs["fail_reason"])
+            raise DivergedError(f"same configuration as diverged trial {done.number}")
         if done is not None:  # same config and seed already trained: reuse, do not train twice
             trial.set_user_attr("duplicate_of", done.number)
             trial.set_user_attr("metrics", done.user_attrs.get("metrics", {}))
             return done.values if len(done.values) > 1 else done.value
-        if seed == space.seeds[0] and "replica_of" not in trial.user_attrs:
-            for other in space.seeds[1:]:
-                trial.study.enqueue_trial(trial.params, user_attrs={"seed": other, "replica_of": trial.number})
+        self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
         sign = 1.0 if space.objectives[0].get("direction", "minimize") == "minimize" else -1.0
         callbacks = []
         if space.pruner["name"] != "none":
+            if not cfg.train.val_every:  # the pruner needs intermediate values: validate 4 times per trial
+                cfg.train.val_every = max(1, budget_steps(cfg) // 4)
             tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
             callbacks.append(PruningReporter(trial, metric, sign, tokens_per_step))
         try:
@@ -128,10 +132,26 @@ class Objective:
         values = [metrics.get(o["metric"], float("nan")) for o in space.objectives]
         return values if len(values) > 1 else values[0]
 
+    def _enqueue_followers(self, trial: optuna.Trial, seed: int) -> None:
+        """A newly sampled configuration brings its own small nuisance search (the scientific params fixed,
+        nuisance ones left to the sampler) and, for each setting, its replicas over the other seeds."""
+        space, attrs = self.space, trial.user_attrs
+        if "replica_of" in attrs:
+            return
+        if space.nuisance and "nuisance_of" not in attrs:
+            scientific = {k: v for k, v in trial.params.items() if k not in {a.name for a in space.nuisance}}
+            for _ in range(space.nuisance_trials - 1):
+                trial.study.enqueue_trial(scientific, user_attrs={"seed": seed, "nuisance_of": trial.number},
+                                          skip_if_exists=False)
+        for other in space.seeds[1:]:
+            trial.study.enqueue_trial(trial.params, user_attrs={"seed": other, "replica_of": trial.number})
+
     @staticmethod
     def _completed(study, config_hash: str, number: int):
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.number != number and t.user_attrs.get("config_hash") == config_hash and "duplicate_of" not in t.user_attrs:
+        """An earlier trial that settled this exact configuration and seed (completed or diverged)."""
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if (t.number != number and t.user_attrs.get("config_hash") == config_hash and "duplicate_of" not in t.user_attrs
+                    and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)):
                 return t
         return None
 
@@ -171,6 +191,38 @@ def enumerated_points(space: Space) -> list[tuple[dict, int]]:
     return [(p, s) for p in points for s in space.seeds]
 
 
+def target_trials(space: Space) -> int:
+    """Trials a sweep trains: each configuration x its nuisance settings x its seeds."""
+    configs = len(enumerated_points(space)) // len(space.seeds) or space.n_trials
+    return configs * (space.nuisance_trials if space.nuisance else 1) * len(space.seeds)
+
+
+def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> list[dict]:
+    """Enqueue the best k scientific configurations (scored by their best nuisance setting, averaged
+    over seeds) with n_seeds new seeds each, so that analysis has variance to work with."""
+    from trials.db import load_frame
+
+    frame = load_frame(study._storage, [study.study_name])
+    done = frame[frame.state == "COMPLETE"] if not frame.empty else frame
+    if done.empty:
+        raise ConfigError("--replicate-top", "the study has no completed trials yet", "run the sweep first", str(space.source))
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    best_nuisance = done[done.nuisance_best] if "nuisance_best" in done else done
+    scores = best_nuisance.groupby("scientific_key")["value"].mean().sort_values(ascending=not maximize)
+    used = set(frame["seed"].dropna().astype(int))
+    new_seeds = [s for s in range(max(used) + 1, max(used) + 1 + n_seeds)]
+    chosen = []
+    for key in scores.index[:k]:
+        row = best_nuisance[best_nuisance.scientific_key == key].iloc[0]
+        params = {c.removeprefix("param."): getattr(row[c], "item", lambda: row[c])()  # numpy -> python scalars
+                  for c in frame.columns if c.startswith("param.") and row[c] == row[c]}
+        for seed in new_seeds:
+            study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": int(row["number"])})
+        chosen.append(params)
+    study.set_user_attr("extra_trials", study.user_attrs.get("extra_trials", 0) + len(chosen) * len(new_seeds))
+    return chosen
+
+
 def worker(space_path: str, lab_dir: str, threads: int) -> None:
     import torch
 
@@ -178,9 +230,10 @@ def worker(space_path: str, lab_dir: str, threads: int) -> None:
     space = load_space(space_path)
     study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
                               sampler=build(SAMPLERS, space.sampler, seed=os.getpid()), pruner=build(PRUNERS, space.pruner))
-    target = space.n_trials * (len(space.seeds) if space.sampler["name"] not in ("grid", "ablation") else 1)
-    target = max(target, len(enumerated_points(space)))
-    study.optimize(Objective(space, Path(lab_dir)), callbacks=[StopAt(target)], catch=(DivergedError,), gc_after_trial=True)
+    stop = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0))
+    if stop.reached(study):  # optimize() would start a trial before asking the callback
+        return
+    study.optimize(Objective(space, Path(lab_dir)), callbacks=[stop], catch=(DivergedError,), gc_after_trial=True)
 
 
 class StopAt:
@@ -189,14 +242,20 @@ class StopAt:
     def __init__(self, target: int):
         self.target = target
 
-    def __call__(self, study: optuna.Study, trial) -> None:
+    def reached(self, study: optuna.Study) -> bool:
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # replicas of sampled configs finish first
-        if trained(study) >= self.target and not waiting:
+        return trained(study) >= self.target and not waiting
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        if self.reached(study):
             study.stop()
 
 
 def trained(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED) if "infeasible" not in t.user_attrs)
+    """Trials that settled their configuration: completed, pruned by the pruner, or diverged (a result too).
+    Infeasible points and workers that died (retried) do not count."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.FAIL))
+               if "infeasible" not in t.user_attrs and (t.state != TrialState.FAIL or "fail_reason" in t.user_attrs))
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
@@ -206,11 +265,15 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None) -> optuna.Study:
+def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
+              replicate: tuple[int, int] | None = None) -> optuna.Study:
     """Run `workers` local processes against the study until it reaches its target; Ctrl-C stops them,
-    leaving running trials to be resumed from their checkpoints by the next run."""
+    leaving running trials to be resumed from their checkpoints by the next run. `replicate` = (k, seeds)
+    first enqueues the best k configurations with that many new seeds."""
     lab_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(space, lab_dir)
+    if replicate:
+        replicate_top(study, space, *replicate)
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads)) for _ in range(workers)]

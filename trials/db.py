@@ -6,13 +6,16 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import optuna
 
 from models import ConfigError
 
-HEARTBEAT_S, GRACE_S = 10, 30
+# a worker killed without warning is noticed once its heartbeat is GRACE seconds old (tests shorten both)
+HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))
+GRACE_S = int(os.environ.get("LCLAB_GRACE_S", 30))
 
 
 def storage_url(spec: str | None, lab_dir: str | Path) -> str:
@@ -43,12 +46,34 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if url.startswith("sqlite"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             kwargs = {"connect_args": {"timeout": 120}}  # several local workers wait instead of "database is locked"
-        return optuna.storages.RDBStorage(
+        storage = optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3, inherit_intermediate_values=True))
+        if url.startswith("sqlite"):
+            _serialize_sqlite(storage.engine)
+        return storage
     except Exception as err:  # connection refused, bad URL, missing driver: all user-facing
         raise ConfigError("storage", f"cannot open the trial database {redact(url)} ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                           "check that the server is running and the URL is right (credentials belong in the environment or ~/.pgpass)") from None
+
+
+def _serialize_sqlite(engine) -> None:
+    """Make every SQLite transaction take the write lock up front (BEGIN IMMEDIATE).
+
+    pysqlite starts transactions lazily, so Optuna's read-then-update of a WAITING trial is not atomic
+    and two workers can both claim the same enqueued trial ("Cannot tell a COMPLETE trial").
+    SQLite has no SELECT ... FOR UPDATE; taking the lock at BEGIN gives the same guarantee."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below start transactions
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # pooled connections made before the hooks would bypass them
 
 
 def redact(url: str) -> str:
@@ -90,4 +115,22 @@ def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | 
     frame = pd.DataFrame(rows)
     if not frame.empty and "value_0" in frame:
         frame = frame.rename(columns={"value_0": "value"})
+    if not frame.empty and "scientific_key" in frame and "value" in frame:
+        frame["nuisance_best"] = _nuisance_best(frame, storage, names)
     return frame
+
+
+def _nuisance_best(frame, storage, names):
+    """True for the trial that scores its scientific configuration (per seed): its best nuisance setting."""
+    import pandas as pd
+
+    best = pd.Series(False, index=frame.index)
+    for name in names:
+        maximize = storage.get_study_directions(storage.get_study_id_from_name(name))[0].name == "MAXIMIZE"
+        done = frame[(frame.study == name) & (frame.state == "COMPLETE") & frame.value.notna()]
+        if done.empty:
+            continue
+        pick = done.groupby(["scientific_key", "seed"])["value"].idxmax() if maximize else \
+            done.groupby(["scientific_key", "seed"])["value"].idxmin()
+        best[pick.values] = True
+    return best

@@ -146,6 +146,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         "meta/config_hash": cfg.hash(),
         "meta/data_fingerprint": source.fingerprint,
         "meta/seed": cfg.seed,
+        "meta/resumed_from_step": start_step,
     })
     trainer.logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("val/")},
                                step=trainer.global_step)

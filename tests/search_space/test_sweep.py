@@ -1,0 +1,161 @@
+"""Sweeps against real Optuna storages: SQLite, journal file and a real PostgreSQL server."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from search_space.space import load_space
+from search_space.sweep import run_sweep, worker
+from tests.services import fresh_database, postgres_url  # noqa: F401  (fixture)
+from trials.db import load_frame, open_storage, storage_url
+
+ROOT = Path(__file__).parents[2]
+MINI_BASE = {
+    "progress": False,
+    "model": {"encoder": {"n_layers": 1, "d_model": 32, "n_heads": 2, "window": 16}, "adapter": {"n_heads": 2},
+              "decoder": {"n_layers": 1, "d_model": 32, "n_heads": 2}},
+    "data": {"source": "synthetic", "context_len": 16, "text_len": 16, "n_symbols": 16, "val_examples": 16},
+    "train": {"batch_size": 8, "checkpoint_every": 5},
+}
+
+
+def mini_space(tmp_path, name="mini", storage=None, **overrides) -> Path:
+    spec = {"name": name, "base": MINI_BASE,
+            "axes": {"ratio": {"values": [4, 8]}, "pooling": {"values": ["mean", "attention"]}},
+            "constraints": ["(window - overlap) % ratio == 0"],
+            "objectives": [{"metric": "val/loss_compressed"}], "sampler": "grid", "budget": {"steps": 6},
+            "seeds": [0, 1], "n_trials": 4, **overrides}
+    if storage:
+        spec["storage"] = storage
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_sweep_stores_every_trial_with_provenance_and_resumes_as_the_same_study(tmp_path):
+    space = load_space(mini_space(tmp_path))
+    study = run_sweep(space, tmp_path / "lab", workers=2)
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    done = frame[frame.state == "COMPLETE"]
+    assert len(done) == 8  # 4 grid points x 2 seeds
+    assert sorted(zip(done["param.ratio"], done["param.pooling"], done.seed)) == sorted(
+        (r, p, s) for r in (4, 8) for p in ("mean", "attention") for s in (0, 1))
+    row = done.iloc[0]
+    for column in ("config_hash", "code_version", "host", "seed", "run_dir", "val/loss_compressed", "params/total",
+                   "train/tokens_seen", "sys/wall_s", "meta/data_fingerprint"):
+        assert column in frame.columns and row[column] == row[column], column
+    assert Path(row["run_dir"], "checkpoints", "last.ckpt").exists()
+    trial = study.get_trials()[0]
+    assert trial.user_attrs["config"]["model"]["ratio"] == trial.params["ratio"]
+    assert done.config_hash.nunique() == 8  # no configuration trained twice
+    run_sweep(space, tmp_path / "lab", workers=1)  # the same command again: the study is already at its target
+    assert len(optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab")).trials) == 8
+
+
+def test_a_changed_space_is_refused_for_the_same_study(tmp_path):
+    run_sweep(load_space(mini_space(tmp_path, budget={"steps": 2}, seeds=[0])), tmp_path / "lab")
+    changed = load_space(mini_space(tmp_path, budget={"steps": 3}, seeds=[0]))
+    with pytest.raises(Exception, match="was run with a different space"):
+        run_sweep(changed, tmp_path / "lab")
+
+
+def test_a_completed_configuration_is_not_trained_twice(tmp_path):
+    space = load_space(mini_space(tmp_path, seeds=[0], budget={"steps": 2}))
+    study = run_sweep(space, tmp_path / "lab")
+    first = study.trials[0]
+    study.enqueue_trial(first.params, user_attrs={"seed": 0, "replica_of": -1})
+    study.set_user_attr("extra_trials", 1)
+    worker(str(space.source), str(tmp_path / "lab"), 1)
+    again = optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab")).trials[-1]
+    assert again.user_attrs["duplicate_of"] == first.number and again.value == first.value
+
+
+def test_divergence_is_a_failed_trial_with_its_reason_and_the_sweep_goes_on(tmp_path):
+    space = load_space(mini_space(tmp_path, seeds=[0], budget={"steps": 4},
+                                  axes={"lr_decoder": {"values": [1.0e-3, 1.0e+6]}, "lr_encoder": {"values": [1.0e-3]}},
+                                  base={**MINI_BASE, "train": {**MINI_BASE["train"], "grad_clip": 1.0e+9}},
+                                  constraints=[], n_trials=2))
+    run_sweep(space, tmp_path / "lab")
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    failed = frame[frame.state == "FAIL"]
+    assert len(failed) == 1 and "training loss is nan" in failed.iloc[0]["fail_reason"].lower()
+    assert (frame.state == "COMPLETE").sum() == 1
+
+
+def _concurrent(tmp_path, storage: str):
+    space = load_space(mini_space(tmp_path, storage=storage, sampler="random", seeds=[0], n_trials=80,
+                                  budget={"steps": 1}, axes={"lr_encoder": {"kind": "float", "low": 1.0e-4, "high": 1.0e-2}},
+                                  constraints=[], base={**MINI_BASE, "data": {**MINI_BASE["data"], "val_examples": 8}}))
+    study = run_sweep(space, tmp_path / "lab", workers=8)
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 80
+    assert optuna.trial.TrialState.RUNNING not in states and optuna.trial.TrialState.FAIL not in states
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    hashes = [t.user_attrs["config_hash"] for t in trials]
+    assert len(hashes) == len(set(hashes))  # every trial stored exactly once
+
+
+@pytest.mark.slow
+def test_eight_workers_on_sqlite(tmp_path):
+    _concurrent(tmp_path, "lab.db")
+
+
+@pytest.mark.slow
+def test_eight_workers_on_journal_file(tmp_path):
+    _concurrent(tmp_path, "lab.journal")
+
+
+@pytest.mark.slow
+def test_eight_workers_on_postgresql(tmp_path, postgres_url):
+    _concurrent(tmp_path, fresh_database(postgres_url, "concurrency"))
+
+
+def test_postgresql_sweep_and_frame(tmp_path, postgres_url):
+    url = fresh_database(postgres_url, "sweep")
+    run_sweep(load_space(mini_space(tmp_path, storage=url, seeds=[0], budget={"steps": 2})), tmp_path / "lab")
+    frame = load_frame(url, ["mini"])
+    assert (frame.state == "COMPLETE").sum() == 4 and frame["val/loss_compressed"].notna().all()
+
+
+def test_a_dead_database_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="cannot open the trial database.*check that the server is running"):
+        open_storage("postgresql://nobody:secret@127.0.0.1:1/none")
+    out = subprocess.run([sys.executable, "-m", "lclab", "studies", "--storage", "postgresql://nobody:secret@127.0.0.1:1/x"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "secret" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_a_stale_trial_that_resumes_from_its_checkpoint(tmp_path):
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 10}}
+    path = mini_space(tmp_path, seeds=[0], budget={"steps": 400}, n_trials=1, base=base,
+                      axes={"ratio": {"values": [4]}})
+    env = {**os.environ, "LCLAB_HEARTBEAT_S": "1", "LCLAB_GRACE_S": "3"}
+    code = ("import sys; from pathlib import Path; from search_space.space import load_space; "
+            "from search_space.sweep import run_sweep; run_sweep(load_space(sys.argv[1]), Path(sys.argv[2]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(tmp_path / "lab")], env=env, cwd=ROOT,
+                            start_new_session=True)
+    ckpt_dir = tmp_path / "lab" / "runs" / "mini"
+    deadline = time.time() + 120
+    while not list(ckpt_dir.glob("*/checkpoints/last.ckpt")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)  # no warning: the trial stays RUNNING in the database
+    proc.wait()
+    url = storage_url(None, tmp_path / "lab")
+    assert [t.state.name for t in optuna.load_study(study_name="mini", storage=url).trials] == ["RUNNING"]
+    time.sleep(4)  # heartbeat goes stale
+    subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "lab")], env=env, cwd=ROOT, check=True)
+    trials = optuna.load_study(study_name="mini", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    metrics = trials[1].user_attrs["metrics"]
+    assert metrics["meta/resumed_from_step"] >= 10 and metrics["train/steps"] == 400
