@@ -34,6 +34,13 @@ def user_errors(fn):
             errors.print(f"[bold red]trial diverged:[/] {err}. Fix: lower the learning rates or raise warmup.",
                          highlight=False, soft_wrap=True)
             raise typer.Exit(1)
+        except RuntimeError as err:
+            from search_space.sweep import SweepError
+
+            if not isinstance(err, SweepError):
+                raise
+            errors.print(f"[bold red]sweep failed:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
     return wrapper
 
 

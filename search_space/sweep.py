@@ -30,6 +30,7 @@ from .registry import PRUNERS, SAMPLERS, build
 from .space import Axis, Space, load_space
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+FOLLOWER_KEYS = ("seed", "replica_of", "nuisance_of")  # what makes an enqueued trial the same job again
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -96,6 +97,7 @@ class Objective:
             raise optuna.TrialPruned("infeasible")
         cfg.output_dir, cfg.progress = str(self.lab_dir / "runs" / space.name), False
         config_hash = cfg.hash()
+        retried = "retry_of" in trial.user_attrs or "config_hash" in trial.user_attrs  # before we set it below
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("config_hash", config_hash)
         trial.set_user_attr("config", cfg.to_dict())
@@ -112,7 +114,8 @@ class Objective:
             trial.set_user_attr("duplicate_of", done.number)
             trial.set_user_attr("metrics", done.user_attrs.get("metrics", {}))
             return done.values if len(done.values) > 1 else done.value
-        self._enqueue_followers(trial, seed)
+        if not retried:
+            self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
         sign = 1.0 if space.objectives[0].get("direction", "minimize") == "minimize" else -1.0
         callbacks = []
@@ -126,6 +129,11 @@ class Objective:
         except DivergedError as err:
             trial.set_user_attr("fail_reason", str(err))
             raise
+        except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit after checkpointing
+            trial.set_user_attr("interrupted", True)
+            trial.study.enqueue_trial(trial.params, user_attrs={**{k: trial.user_attrs[k] for k in FOLLOWER_KEYS
+                                                                 if k in trial.user_attrs}, "retry_of": trial.number})
+            raise KeyboardInterrupt from None  # Optuna records the trial as failed; the retry resumes its checkpoint
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("run_dir", str(result.run_dir))
@@ -284,12 +292,20 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
             if on_tick:
                 on_tick(study)
             time.sleep(1.0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the workers got the same SIGINT: let them checkpoint and record their trials
         for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join()
+            p.join(timeout=120)
+            if p.is_alive():
+                p.terminate()
         raise
     if on_tick:
         on_tick(study)
+    crashed = [p.exitcode for p in procs if p.exitcode != 0]
+    if crashed:
+        raise SweepError(f"{len(crashed)} of {workers} workers crashed (exit codes {crashed}); their traceback is above "
+                         "and their trials are recorded as failed. Fix the cause and run the same command to resume.")
     return study
+
+
+class SweepError(RuntimeError):
+    """A worker died of an unexpected error: never reported as a successful sweep."""

@@ -28,6 +28,17 @@ from .module import LCLMTrial
 QUALITY_PREFIXES = ("val/", "params/", "flops_per_token/", "train/")  # deterministic for a fixed seed on CPU
 
 
+class SaveOnInterrupt(L.Callback):
+    """Ctrl-C (or a preemption delivered as SIGINT) saves the run's state before Lightning exits."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_exception(self, trainer, module, exception):
+        if isinstance(exception, KeyboardInterrupt):
+            trainer.save_checkpoint(self.path)
+
+
 @dataclass
 class TrialResult:
     metrics: dict
@@ -115,7 +126,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         max_steps=steps, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
-        callbacks=[checkpoint, *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
+        callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
         val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=cfg.train.log_every,
     )

@@ -159,3 +159,29 @@ def test_a_killed_worker_leaves_a_stale_trial_that_resumes_from_its_checkpoint(t
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     metrics = trials[1].user_attrs["metrics"]
     assert metrics["meta/resumed_from_step"] >= 10 and metrics["train/steps"] == 400
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_path):
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 1000}}  # only the interrupt saves
+    path = mini_space(tmp_path, seeds=[0], budget={"steps": 2000}, n_trials=1, base=base, axes={"ratio": {"values": [4]}})
+    cmd = [sys.executable, "-m", "lclab", "sweep", str(path), "--lab", str(tmp_path / "lab")]
+    # a shell's background jobs ignore SIGINT and children inherit that: restore the terminal's default
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    events = tmp_path / "lab" / "runs" / "mini"
+    deadline = time.time() + 120
+    while not list(events.glob("*/tensorboard/events.*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # some steps into the trial (it needs ~15 s in all)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command to resume" in err
+    url = storage_url(None, tmp_path / "lab")
+    trials = optuna.load_study(study_name="mini", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"] and trials[0].user_attrs["interrupted"]
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    trials = optuna.load_study(study_name="mini", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].user_attrs["metrics"]["meta/resumed_from_step"] > 0
+    assert trials[1].user_attrs["metrics"]["train/steps"] == 2000
