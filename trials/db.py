@@ -134,3 +134,10 @@ def _nuisance_best(frame, storage, names):
             done.groupby(["scientific_key", "seed"])["value"].idxmin()
         best[pick.values] = True
     return best
+
+
+def tokens_spent(frame) -> float:
+    """Tokens a sweep trained: completed trials' full budget, pruned ones up to where they stopped."""
+    done = frame[frame.state == "COMPLETE"]["train/tokens_seen"].sum()
+    pruned = frame[frame.state == "PRUNED"]
+    return float(done + (pruned["pruned_at_tokens"].sum() if len(pruned) else 0))

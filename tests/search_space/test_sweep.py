@@ -14,7 +14,7 @@ import yaml
 from search_space.space import load_space
 from search_space.sweep import run_sweep, worker
 from tests.services import fresh_database, postgres_url  # noqa: F401  (fixture)
-from trials.db import load_frame, open_storage, storage_url
+from trials.db import load_frame, open_storage, storage_url, tokens_spent
 
 ROOT = Path(__file__).parents[2]
 MINI_BASE = {
@@ -185,3 +185,46 @@ def test_ctrl_c_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_pa
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
     assert trials[1].user_attrs["metrics"]["meta/resumed_from_step"] > 0
     assert trials[1].user_attrs["metrics"]["train/steps"] == 2000
+
+
+def test_asha_stops_clearly_bad_configurations_early_and_keeps_the_best(tmp_path):
+    lrs = [3.0e-3, 1.0e-7, 3.0e-8, 1.0e-8, 3.0e-9]  # the first learns, the rest barely move
+    frames = {}
+    for pruner in ("none", {"name": "asha", "min_resource": 1280, "reduction_factor": 2}):
+        name = "asha" if pruner != "none" else "plain"
+        space = load_space(mini_space(tmp_path, name=name, seeds=[0], budget={"steps": 20}, pruner=pruner, n_trials=5,
+                                      axes={"lr_encoder": {"values": lrs}, "lr_decoder": {"values": [1.0e-3]}},
+                                      base={**MINI_BASE, "train": {**MINI_BASE["train"], "val_every": 5}}))
+        run_sweep(space, tmp_path / "lab")
+        frames[name] = load_frame(storage_url(None, tmp_path / "lab"), [name])
+    plain, asha = frames["plain"], frames["asha"]
+    assert (plain.state == "COMPLETE").sum() == 5
+    assert (asha.state == "PRUNED").sum() >= 2
+    assert tokens_spent(asha) < 0.8 * tokens_spent(plain)
+    best = plain.loc[plain.value.idxmin(), "param.lr_encoder"]
+    assert asha[asha["param.lr_encoder"] == best].state.item() == "COMPLETE"
+    assert asha.loc[asha.value.idxmin(), "param.lr_encoder"] == best
+    pruned = asha[asha.state == "PRUNED"]
+    assert (pruned["pruned_at_tokens"] < 20 * 8 * 32).all() and pruned["last_reported_at"].notna().all()
+
+
+def test_optuna_dashboard_reads_the_lab_storage_unchanged(tmp_path):
+    import threading
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from optuna_dashboard import wsgi
+
+    run_sweep(load_space(mini_space(tmp_path, seeds=[0], budget={"steps": 2})), tmp_path / "lab")
+    WSGIRequestHandler.log_message = lambda *a: None
+    server = make_server("127.0.0.1", 0, wsgi(storage_url(None, tmp_path / "lab")))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        studies = json.loads(urllib.request.urlopen(f"{base}/api/studies").read())["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["mini"]
+        detail = json.loads(urllib.request.urlopen(f"{base}/api/studies/{studies[0]['study_id']}").read())
+        assert len(detail["trials"]) == 4 and all(t["state"] == "Complete" for t in detail["trials"])
+        assert any(a["key"] == "config_hash" for a in detail["trials"][0]["user_attrs"])
+    finally:
+        server.shutdown()
