@@ -55,6 +55,11 @@ def test_sweep_stores_every_trial_with_provenance_and_resumes_as_the_same_study(
     trial = study.get_trials()[0]
     assert trial.user_attrs["config"]["model"]["ratio"] == trial.params["ratio"]
     assert done.config_hash.nunique() == 8  # no configuration trained twice
+    from trials.db import _frame_from_api  # the SQL fast path reads the same values as Optuna's API
+    api, _ = _frame_from_api(open_storage(storage_url(None, tmp_path / "lab")), ["mini"])
+    fast = frame.drop(columns=["nuisance_best"]).rename(columns={"value": "value_0"})
+    cols = ["number", "state", "value_0", "param.ratio", "param.pooling", "seed", "config_hash", "val/loss_compressed"]
+    assert fast[cols].reset_index(drop=True).equals(api.sort_values("number")[cols].reset_index(drop=True))
     run_sweep(space, tmp_path / "lab", workers=1)  # the same command again: the study is already at its target
     assert len(optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab")).trials) == 8
 
