@@ -178,9 +178,9 @@ def trials(
 
     frame = load_frame(storage_url(storage, lab), [study])
     if where and not frame.empty:
-        expr = Expression(where)
         short = {c: c.removeprefix("param.") for c in frame.columns}
         try:
+            expr = Expression(where)
             keep = [bool(expr({short[c]: v for c, v in row.items()} | row)) for row in frame.to_dict("records")]
         except ExpressionError as err:
             raise ConfigError("--where", str(err), f"use columns of the study: {', '.join(sorted(set(short.values())))}")

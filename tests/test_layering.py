@@ -9,6 +9,7 @@ FORBIDDEN = {
     "models": {"trials", "search_space", "slurm", "analysis", "lclab", "lightning", "pytorch_lightning", "optuna",
                "submitit", "torch.distributed"},
     "trials": {"search_space", "slurm", "analysis", "lclab"},
+    "search_space": {"slurm", "analysis", "lclab"},
 }
 
 

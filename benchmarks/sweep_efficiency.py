@@ -1,0 +1,58 @@
+"""The same space swept with and without ASHA (same seeds): tokens spent and whether the winner agrees.
+Target: <= 30% of the unpruned tokens with the same winner (or one within a seed-std of it).
+
+    python benchmarks/sweep_efficiency.py [--steps 200] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from _common import report
+from search_space.space import load_space
+from search_space.sweep import run_sweep
+from trials.db import load_frame, storage_url, tokens_spent
+
+ROOT = Path(__file__).parents[1]
+# learning rates from useful to useless: the kind of space where most of a sweep's budget is wasted
+LRS = [3.0e-3, 1.0e-3, 3.0e-4, 1.0e-4, 3.0e-5, 1.0e-5, 3.0e-6, 1.0e-6]
+
+
+def space_file(tmp: Path, name: str, pruner, steps: int) -> Path:
+    spec = {"name": name, "base": str(ROOT / "configs/trial/tiny.yaml"),
+            "axes": {"lr_encoder": {"values": LRS}, "lr_adapter": {"values": [2.0e-3]}},
+            "objectives": [{"metric": "val/reconstruction/acc", "direction": "maximize"}],
+            "sampler": "grid", "pruner": pruner, "budget": {"steps": steps}, "seeds": [0], "n_trials": len(LRS)}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    first_rung = (a.steps // 4) * 32 * 128  # tokens at the first validation (tiny: batch 32, 64 + 64 tokens)
+    rows, frames = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Path(tmp) / "lab"
+        for name, pruner in (("unpruned", "none"), ("asha", {"name": "asha", "min_resource": first_rung, "reduction_factor": 3})):
+            run_sweep(load_space(space_file(Path(tmp), name, pruner, a.steps)), lab, workers=a.workers)
+            frame = load_frame(storage_url(None, lab), [name])
+            frames[name] = frame
+            done = frame[frame.state == "COMPLETE"]
+            winner = done.loc[done.value.idxmax()]
+            rows.append([name, len(done), int((frame.state == "PRUNED").sum()), tokens_spent(frame),
+                         winner["param.lr_encoder"], winner.value])
+    share = rows[1][3] / rows[0][3]
+    rows.append(["asha / unpruned", "", "", share, "same" if rows[0][4] == rows[1][4] else "differs", ""])
+    report("sweep_efficiency", ["sweep", "complete", "pruned", "tokens", "winner lr_encoder", "winner acc"], rows,
+           {"token_share": share, "same_winner": rows[0][4] == rows[1][4], "target_share": 0.30})
+
+
+if __name__ == "__main__":
+    main()
