@@ -29,6 +29,7 @@ def report(name: str, columns: list[str], rows: list[list], extra: dict | None =
     Console().print(table)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}.json"
-    out.write_text(json.dumps({"machine": machine(), "columns": columns, "rows": rows, **(extra or {})}, indent=1))
+    payload = {"machine": machine(), "columns": columns, "rows": rows, **(extra or {})}
+    out.write_text(json.dumps(payload, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))  # numpy scalars
     print(f"wrote {out}")
     return out

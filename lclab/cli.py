@@ -103,14 +103,20 @@ def sweep(
     from rich.live import Live
 
     from search_space.space import load_space
-    from search_space.sweep import counts, run_sweep
+    from search_space.sweep import counts, run_sweep, target_trials, trained
 
     spec = load_space(space)
     started = time.time()
+    baseline: dict[str, int] = {}  # trials already trained when this run started (a resumed sweep)
 
     def status(study) -> Table:
-        c = counts(study)
-        table = Table(title=f"sweep {spec.name}  ({time.time() - started:.0f} s)")
+        c, done = counts(study), trained(study)
+        baseline.setdefault("done", done)
+        elapsed = time.time() - started
+        new = done - baseline["done"]
+        left = max(0, target_trials(spec) + study.user_attrs.get("extra_trials", 0) - done)
+        eta = f", ~{elapsed / new * left / 60:.1f} min left" if new else ""
+        table = Table(title=f"sweep {spec.name}  ({elapsed:.0f} s{eta}; logs in {lab / 'logs' / spec.name})")
         for key in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
             table.add_column(key.lower(), justify="right")
         table.add_column("best", justify="right")

@@ -78,6 +78,7 @@ class PruningReporter(L.Callback):
 class Objective:
     space: Space
     lab_dir: Path
+    log: str | None = None
 
     def point(self, trial: optuna.Trial) -> dict:
         point = {}
@@ -105,6 +106,8 @@ class Objective:
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("device", platform.processor() or platform.machine())
+        if self.log:
+            trial.set_user_attr("log", self.log)
         done = self._completed(trial.study, config_hash, trial.number)
         if done is not None and done.state == TrialState.FAIL:  # known to diverge: do not train it again
             trial.set_user_attr("duplicate_of", done.number)
@@ -231,9 +234,14 @@ def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> li
     return chosen
 
 
-def worker(space_path: str, lab_dir: str, threads: int) -> None:
+def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None) -> None:
     import torch
 
+    if log:  # a worker's output (Lightning, tracebacks) goes to its own file, not over the live display
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
     torch.set_num_threads(threads)
     space = load_space(space_path)
     study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
@@ -241,7 +249,7 @@ def worker(space_path: str, lab_dir: str, threads: int) -> None:
     stop = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0))
     if stop.reached(study):  # optimize() would start a trial before asking the callback
         return
-    study.optimize(Objective(space, Path(lab_dir)), callbacks=[stop], catch=(DivergedError,), gc_after_trial=True)
+    study.optimize(Objective(space, Path(lab_dir), log), callbacks=[stop], catch=(DivergedError,), gc_after_trial=True)
 
 
 class StopAt:
@@ -284,7 +292,9 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
         replicate_top(study, space, *replicate)
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads)) for _ in range(workers)]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
+    procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log)) for log in logs]
     for p in procs:
         p.start()
     try:
@@ -300,9 +310,9 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
         raise
     if on_tick:
         on_tick(study)
-    crashed = [p.exitcode for p in procs if p.exitcode != 0]
+    crashed = [log for p, log in zip(procs, logs) if p.exitcode != 0]
     if crashed:
-        raise SweepError(f"{len(crashed)} of {workers} workers crashed (exit codes {crashed}); their traceback is above "
+        raise SweepError(f"{len(crashed)} of {workers} workers crashed; their tracebacks are in {', '.join(crashed)} "
                          "and their trials are recorded as failed. Fix the cause and run the same command to resume.")
     return study
 
