@@ -233,3 +233,32 @@ def test_optuna_dashboard_reads_the_lab_storage_unchanged(tmp_path):
         assert any(a["key"] == "config_hash" for a in detail["trials"][0]["user_attrs"])
     finally:
         server.shutdown()
+
+
+def test_nuisance_search_per_configuration_and_replicate_top(tmp_path):
+    space = load_space(mini_space(tmp_path, sampler="tpe", seeds=[0], n_trials=2, budget={"steps": 2}, nuisance_trials=3,
+                                  axes={"ratio": {"values": [4, 8]},
+                                        "lr_encoder": {"kind": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True,
+                                                       "role": "nuisance"}}))
+    study = run_sweep(space, tmp_path / "lab")
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    heads = frame[frame.get("nuisance_of").isna()] if "nuisance_of" in frame else frame
+    assert len(frame) == 6 and len(heads) == 2  # 2 sampled configurations x 3 nuisance settings
+    for _, group in frame.groupby("scientific_key"):
+        assert group["param.ratio"].nunique() == 1 and group["param.lr_encoder"].nunique() == len(group)
+        assert group.nuisance_best.sum() == 1 and group.loc[group.nuisance_best, "value"].item() == group.value.min()
+    run_sweep(space, tmp_path / "lab", replicate=(1, 2))
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    replicas = frame[frame.seed >= 1]
+    best_key = frame[frame.nuisance_best].sort_values("value").scientific_key.iloc[0]
+    assert sorted(replicas.seed) == [1, 2] and set(replicas.scientific_key) == {best_key}
+    assert (replicas.state == "COMPLETE").all()
+
+
+def test_nsga2_sweeps_several_objectives(tmp_path):
+    space = load_space(mini_space(tmp_path, sampler="nsga2", seeds=[0], n_trials=3, budget={"steps": 2},
+                                  objectives=[{"metric": "val/loss_compressed"},
+                                              {"metric": "flops_per_token/encoder", "direction": "minimize"}]))
+    study = run_sweep(space, tmp_path / "lab")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) >= 3 and all(len(t.values) == 2 for t in done) and study.best_trials
