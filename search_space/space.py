@@ -32,7 +32,7 @@ import yaml
 
 from models import ConfigError, LCLM
 from trials import TrialConfig
-from trials.config import apply_override, from_dict
+from trials.config import from_dict
 
 from .expr import Expression, ExpressionError
 
@@ -55,6 +55,7 @@ KINDS = ("categorical", "int", "float")
 SECTIONS = {"name", "base", "axes", "derived", "constraints", "objectives", "sampler", "pruner", "budget", "seeds",
             "n_trials", "storage", "nuisance_trials"}
 FEASIBILITY_SAMPLES = 2000
+BUDGET_FIELDS = {"steps": "train.steps", "tokens": "train.budget_tokens", "flops": "train.budget_flops"}
 
 
 class SpaceError(ConfigError):
@@ -120,14 +121,13 @@ class Space:
         data = copy.deepcopy(self.base)
         for axis in self.axes:
             if axis.name in point:
-                apply_override(data, f"{axis.path}={yaml.safe_dump(point[axis.name], default_flow_style=True).strip().removesuffix('...').strip()}")
+                set_path(data, axis.path, point[axis.name])
         for key, value in self.budget.items():
-            apply_override(data, f"train.{ {'steps': 'steps', 'tokens': 'budget_tokens', 'flops': 'budget_flops'}[key] }={value}")
+            set_path(data, BUDGET_FIELDS[key], value)
         env = self.environment(data, point)
         for name, (path, expr) in self.derived.items():
-            value = expr(env)
-            apply_override(data, f"{path}={value}")
-            env[name] = value
+            env[name] = expr(env)
+            set_path(data, path, env[name])
         data["seed"] = seed
         data.setdefault("name", self.name)
         return data
@@ -171,6 +171,16 @@ class Space:
     def error(self, key: str, problem: str, fix: str) -> SpaceError:
         line = self.lines.get(key) or self.lines.get(key.split(".")[0])
         return SpaceError(key, problem, fix, f"{self.source}:{line}" if line else str(self.source))
+
+
+def set_path(data: dict, path: str, value) -> None:
+    """data["a"]["b"]["c"] = value for path "a.b.c", creating sections as needed."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+        if not isinstance(data, dict):
+            raise ConfigError(path, f"'{part}' is not a section", "set a field inside a section")
+    data[leaf] = value
 
 
 def _get(data: dict, path: str):
@@ -340,7 +350,7 @@ def _check_values(space: Space) -> None:
         for value in axis.levels():
             data = copy.deepcopy(space.base)
             try:
-                apply_override(data, f"{axis.path}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
+                set_path(data, axis.path, value)
                 cfg = from_dict(TrialConfig, data)
                 if axis.path == "model.pooling" or axis.path == "model.attention":
                     cfg.model.validate()
