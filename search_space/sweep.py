@@ -60,8 +60,8 @@ def suggest(trial: optuna.Trial, axis: Axis):
 class PruningReporter(L.Callback):
     """Reports the objective to Optuna at every validation (keyed by tokens seen) and stops pruned trials."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, sign: float, tokens_per_step: int):
-        self.trial, self.metric, self.sign, self.tokens_per_step = trial, metric, sign, tokens_per_step
+    def __init__(self, trial: optuna.Trial, metric: str, tokens_per_step: int):
+        self.trial, self.metric, self.tokens_per_step = trial, metric, tokens_per_step  # Optuna knows the direction
 
     def on_validation_end(self, trainer, module):
         value = module.val_metrics.get(self.metric)
@@ -120,13 +120,12 @@ class Objective:
         if not retried:
             self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
-        sign = 1.0 if space.objectives[0].get("direction", "minimize") == "minimize" else -1.0
         callbacks = []
         if space.pruner["name"] != "none":
             if not cfg.train.val_every:  # the pruner needs intermediate values: validate 4 times per trial
                 cfg.train.val_every = max(1, budget_steps(cfg) // 4)
             tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
-            callbacks.append(PruningReporter(trial, metric, sign, tokens_per_step))
+            callbacks.append(PruningReporter(trial, metric, tokens_per_step))
         try:
             result = run_trial(cfg, resume=True, callbacks=callbacks)  # resume: a retried trial continues its checkpoint
         except DivergedError as err:

@@ -223,7 +223,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrialConfig:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
         raise ConfigError("<yaml>", f"malformed YAML at {line}: {getattr(err, 'problem', err)}",
-                          "fix the indentation or quoting there") .located(str(path)) from None
+                          "fix the indentation or quoting there").located(str(path)) from None
     try:
         for assignment in overrides:
             apply_override(data, assignment)
