@@ -150,6 +150,7 @@ def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = type
     """Every study in the trial database with counts by state and its best value."""
     import optuna
 
+    from search_space.sweep import counts
     from trials.db import open_storage, storage_url
 
     store = open_storage(storage_url(storage, lab))
@@ -158,8 +159,6 @@ def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = type
         table.add_column(col)
     for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=store)
-        from search_space.sweep import counts
-
         c = counts(study)
         table.add_row(summary.study_name, *(str(c[k]) for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), _best(study))
     console.print(table)

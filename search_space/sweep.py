@@ -6,6 +6,7 @@ space so that old trials become incomparable is refused (rename the study instea
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -34,6 +35,7 @@ FOLLOWER_KEYS = ("seed", "replica_of", "nuisance_of")  # what makes an enqueued 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@functools.cache  # the code a worker runs is what it imported at start: ask git once per process, not per trial
 def code_version() -> dict:
     root = Path(__file__).parents[1]
     git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)  # noqa: E731
