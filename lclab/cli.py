@@ -153,7 +153,7 @@ def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = type
     from search_space.sweep import counts
     from trials.db import open_storage, storage_url
 
-    store = open_storage(storage_url(storage, lab))
+    store = open_storage(storage_url(storage, lab), must_exist=True)
     table = Table(title="studies")
     for col in ("study", "complete", "pruned", "fail", "running", "best"):
         table.add_column(col)
@@ -213,3 +213,28 @@ def trials(
         output.write_text(text)
     else:
         console.print(text, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def report(
+    studies: list[str] = typer.Argument(..., help="one or more study names"),
+    output: Path = typer.Option(..., "-o", help="report folder, e.g. reports/quickstart"),
+    lab: Path = typer.Option(Path("lab")),
+    storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)"),
+    objective: int = typer.Option(0, help="which objective of a multi-objective study"),
+    target_flops: Optional[float] = typer.Option(None, help="extrapolate the scaling fits to this training compute"),
+    min_effect: Optional[float] = typer.Option(None, help="smallest effect of interest for null results (default: seed sd)"),
+):
+    """Design principles from the trial database: HTML + Markdown report, recipe.yaml, principles.json."""
+    from analysis.load import load
+    from analysis.report import build
+    from trials.db import storage_url
+
+    started = time.perf_counter()
+    with console.status("analysing trials"):
+        lab_data = load(storage_url(storage, lab), studies)
+        paths = build(lab_data, studies, output, objective, target_flops, min_effect)
+    console.print(f"report written in {time.perf_counter() - started:.1f} s:")
+    for kind, path in paths.items():
+        console.print(f"  {kind:<10} {path}")

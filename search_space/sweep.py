@@ -181,6 +181,7 @@ def open_study(space: Space, lab_dir: Path) -> optuna.Study:
     if stored is None:
         study.set_user_attr("space_fingerprint", fingerprint)
         study.set_user_attr("space_file", str(space.source))
+        study.set_user_attr("space", space_summary(space))  # what analysis needs to read the trials back
         for params, seed in enumerated_points(space):
             study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": -1})
     elif stored != fingerprint:
@@ -190,13 +191,20 @@ def open_study(space: Space, lab_dir: Path) -> optuna.Study:
     return study
 
 
+def space_summary(space: Space) -> dict:
+    """Axis roles, objectives, sampler, budget and the base point (the ablation reference), as stored with the study."""
+    return {"axes": {a.name: a.role for a in space.axes}, "objectives": space.objectives,
+            "sampler": space.sampler["name"], "budget": space.budget,
+            "base_point": {a.name: a.levels()[0] for a in space.axes if a.active({})}}
+
+
 def enumerated_points(space: Space) -> list[tuple[dict, int]]:
     """Grid: every point x every seed. Ablation: the base, then one axis changed at a time, x every seed."""
     kind = space.sampler["name"]
     if kind == "grid":
         points = space.grid()
     elif kind == "ablation":
-        base = {a.name: a.levels()[0] for a in space.axes if a.active({})}
+        base = space_summary(space)["base_point"]
         points = [base] + [{**base, a.name: v} for a in space.axes for v in a.levels()[1:]]
     else:
         return []

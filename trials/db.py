@@ -27,14 +27,20 @@ def storage_url(spec: str | None, lab_dir: str | Path) -> str:
     return str(path.resolve()) if path.suffix in (".journal", ".log") else f"sqlite:///{path.resolve()}"
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage with heartbeats: a trial whose worker died is failed and retried (keeping its
-    intermediate values) once its heartbeat is older than the grace period."""
+    intermediate values) once its heartbeat is older than the grace period.
+
+    Readers pass must_exist: a mistyped path must not silently become a new, empty database."""
     import warnings
 
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    local = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") or "://" not in url else None
+    if must_exist and local is not None and not local.is_file():
+        raise ConfigError("storage", f"no trial database at {local}",
+                          "run a sweep first (lclab sweep SPACE.yaml), or pass --lab/--storage pointing at an existing one")
 
     try:
         if "://" not in url:
@@ -90,7 +96,7 @@ def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | 
     `param.<axis>`, metrics as `<metric>` (e.g. `val/loss_compressed`), and system columns.
 
     On SQL storages the tables are read directly (Optuna's ORM path takes seconds for 10k trials)."""
-    storage = open_storage(storage) if isinstance(storage, str) else storage
+    storage = open_storage(storage, must_exist=True) if isinstance(storage, str) else storage
     rdb = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a cache
     if isinstance(rdb, optuna.storages.RDBStorage):
         frame, names = _frame_from_sql(rdb.engine, studies)
@@ -195,6 +201,8 @@ def _nuisance_best(frame, storage, names):
 
 def tokens_spent(frame) -> float:
     """Tokens a sweep trained: completed trials' full budget, pruned ones up to where they stopped."""
+    if "duplicate_of" in frame:  # a configuration settled by an earlier trial was copied, not trained
+        frame = frame[frame["duplicate_of"].isna()]
     done = frame[frame.state == "COMPLETE"]["train/tokens_seen"].sum()
     pruned = frame[frame.state == "PRUNED"]
     return float(done + (pruned["pruned_at_tokens"].sum() if len(pruned) else 0))

@@ -151,6 +151,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     metrics.update({
         "train/steps": trainer.global_step,
         "train/tokens_seen": trainer.global_step * tokens_per_step,
+        "train/flops": trainer.global_step * train_flops_per_step(cfg),
         "sys/tokens_per_s": (trainer.global_step - start_step) * tokens_per_step / max(train_s, 1e-9),
         "sys/peak_mem_mb": (torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
         "sys/wall_s": time.perf_counter() - started,

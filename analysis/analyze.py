@@ -1,0 +1,125 @@
+"""One study's analysis, end to end: scored trials -> effects, interactions, importance, noise, claims,
+Pareto fronts and recipes. Plus the cross-study scaling fit. The report only renders what this returns."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analysis import effects as fx
+from analysis.importance import importance
+from analysis.load import Lab, StudyInfo
+from analysis.pareto import design_costs, fronts
+from analysis.principles import Claim, principles
+from analysis.recipe import Recipe, recipes
+from analysis.scaling import Fit, fit_designs
+from models import ConfigError
+
+TOP_AXES = 3  # interactions are tested between the axes with the largest effects
+BUDGET_AXES = {"steps", "tokens", "flops", "budget_tokens", "budget_flops"}
+
+
+@dataclass
+class StudyAnalysis:
+    info: StudyInfo
+    metric: str
+    maximize: bool
+    states: dict
+    scored: pd.DataFrame
+    axes: list[str]
+    configs: pd.DataFrame
+    effects: list[fx.Effect]
+    interactions: list[fx.Interaction]
+    two_ways: dict
+    importance: pd.DataFrame
+    noise: tuple[float, int, int]
+    claims: list[Claim]
+    min_effect: float
+    fronts: dict
+    recipes: list[Recipe]
+    notes: list[str] = field(default_factory=list)  # what the data cannot support yet
+
+
+def check_study(lab: Lab, study: str) -> None:
+    """Refuse studies there is nothing to analyse in, saying why."""
+    rows = lab.frame[lab.frame.study == study] if not lab.frame.empty else lab.frame
+    if rows.empty:
+        raise ConfigError("study", f"study '{study}' in {lab.storage} has no trials yet", "run or resume its sweep first")
+    if lab.complete(study).empty:
+        states = rows.state.value_counts().to_dict()
+        reasons = rows["fail_reason"].dropna().value_counts().head(3).index.tolist() if "fail_reason" in rows else []
+        why = f"; failure reasons: {' | '.join(str(r)[:120] for r in reasons)}" if reasons else ""
+        raise ConfigError("study", f"study '{study}' has {len(rows)} trials ({states}) but none completed{why}",
+                          "look at the failed trials' logs (lclab trials STUDY --where \"state == 'FAIL'\"), fix the cause and resume the sweep")
+
+
+def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None = None) -> StudyAnalysis:
+    check_study(lab, study)
+    info = lab.studies[study]
+    metric, maximize = info.objectives[objective], info.maximize(objective)
+    rows = lab.frame[lab.frame.study == study]
+    df = fx.scored(lab, study, objective)
+    axes = [a for a in info.scientific if a in df and df[a].nunique() > 1]
+    notes = []
+    running = int((rows.state == "RUNNING").sum())
+    if running:
+        notes.append(f"{running} trials are still running: every number below may still change.")
+    if not axes:
+        notes.append("No scientific axis has two measured levels yet: no effect can be estimated.")
+    effects = fx.axis_effects(df, axes, info.base_point) if axes else []
+    noise = fx.seed_noise(df)
+    if noise[2] == 0:
+        notes.append("No configuration was run with more than one seed: seed noise is unknown "
+                     "(use `lclab sweep --replicate-top K --seeds S`); intervals rest on the spread across configurations.")
+    ranked = list(dict.fromkeys(e.axis for e in sorted(effects, key=lambda e: -abs(e.estimate.value))))[:TOP_AXES]
+    pairs = [(x, z) for i, x in enumerate(ranked) for z in ranked[i + 1:]]
+    inters = fx.interactions(df, pairs, axes, info.base_point)
+    claims, used_min = principles(effects, inters, metric, maximize, noise[0], min_effect)
+    designs = design_costs(rows, df)
+    return StudyAnalysis(
+        info, metric, maximize, rows.state.value_counts().to_dict(), df, axes, fx.config_table(df, axes, maximize),
+        effects, inters, {(x, z): fx.two_way(df, x, z) for x, z in pairs},
+        importance(df, axes, maximize) if len(axes) else pd.DataFrame(), noise, claims, used_min,
+        fronts(designs, maximize), recipes(lab, study, df, axes, maximize), notes)
+
+
+@dataclass
+class Scaling:
+    fits: list[Fit]
+    rows: pd.DataFrame  # config, compute, y
+    target: float | None
+    predictions: pd.DataFrame  # per design at the target: y, lo, hi, warnings
+    notes: list[str]
+
+
+def scaling(lab: Lab, studies: list[str], objective: int = 0, target_flops: float | None = None) -> Scaling:
+    """Objective against training FLOPs per design, across every loaded study (a study per budget, or a
+    budget axis). Designs are keyed by their scientific axes minus budget axes."""
+    parts = []
+    for study in studies:
+        if lab.complete(study).empty:
+            continue
+        df = fx.scored(lab, study, objective)
+        done = lab.frame[lab.frame.study == study].set_index("number")
+        if "train/flops" not in done:
+            continue
+        df["compute"] = done.loc[df.number, "train/flops"].values
+        keys = [json.loads(k) for k in df.config]
+        df["config"] = [json.dumps({a: v for a, v in k.items() if a not in BUDGET_AXES}, sort_keys=True) for k in keys]
+        parts.append(df[["config", "compute", "y"]])
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["config", "compute", "y"])
+    fits = fit_designs(rows.dropna())
+    notes = []
+    if not fits:
+        levels = rows.groupby("config").compute.nunique().max() if len(rows) else 0
+        notes.append(f"No design was measured at 3 or more compute budgets (at most {int(levels or 0)}): no scaling "
+                     "fit. Run the same space at several budgets (one study per budget, or a budget axis).")
+    preds = []
+    if target_flops and fits:
+        max_seen = float(rows.compute.max())
+        for f in fits:
+            y, lo, hi, warns = f.extrapolate(target_flops, max_seen)
+            preds.append({"design": f.design, "y": y, "lo": lo, "hi": hi, "alpha": f.alpha,
+                          "alpha_lo": f.alpha_ci[0], "alpha_hi": f.alpha_ci[1], "warnings": "; ".join(warns) or "none"})
+    return Scaling(fits, rows, target_flops, pd.DataFrame(preds), notes)

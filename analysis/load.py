@@ -1,0 +1,80 @@
+"""Read studies back from the trial database: the tidy frame plus what each study searched.
+
+Analysis reads only the trial database (through `trials.db`) and the artifacts its trials point at."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import optuna
+
+from models import ConfigError
+from trials.db import load_frame, open_storage, redact, storage_url
+
+
+@dataclass
+class StudyInfo:
+    name: str
+    objectives: list[str]  # metric names, objective i is column `value` (i = 0) or `value_i`
+    directions: list[str]  # "minimize" | "maximize"
+    roles: dict[str, str]  # axis -> scientific | nuisance | fixed
+    sampler: str = "unknown"
+    budget: dict = field(default_factory=dict)
+    base_point: dict = field(default_factory=dict)
+    space_file: str = ""
+
+    @property
+    def scientific(self) -> list[str]:
+        return [a for a, r in self.roles.items() if r == "scientific"]
+
+    def maximize(self, i: int = 0) -> bool:
+        return self.directions[i] == "maximize"
+
+
+@dataclass
+class Lab:
+    storage: str  # redacted URL
+    frame: "object"  # pandas DataFrame, one row per trial of every loaded study
+    studies: dict[str, StudyInfo]
+    store: "object" = None  # the Optuna storage, for what the frame leaves out (stored configs)
+
+    def complete(self, study: str):
+        f = self.frame
+        return f[(f.study == study) & (f.state == "COMPLETE") & f.value.notna()] if "value" in f else f.iloc[:0]
+
+
+def load(storage: str, studies: list[str] | None = None) -> Lab:
+    """Load the given studies (default: all) from a storage URL or a path (`lab/lab.db`, `x.journal`).
+    Raises ConfigError for a missing database, an unknown study, or a database without any study."""
+    storage = storage_url(str(storage), ".")
+    store = open_storage(storage, must_exist=True)
+    summaries = optuna.get_all_study_summaries(store, include_best_trial=False)
+    if not summaries:
+        raise ConfigError("study", f"the trial database {redact(storage)} holds no study yet", "run a sweep first")
+    frame = load_frame(store, studies)
+    names = studies or [s.study_name for s in summaries]
+    return Lab(redact(storage), frame, {name: _info(store, name, frame) for name in names}, store)
+
+
+def trial_config(lab: Lab, study: str, number: int) -> dict:
+    """The fully resolved trial config stored with a trial."""
+    trials = lab.store.get_all_trials(lab.store.get_study_id_from_name(study), deepcopy=False)
+    return next(t.user_attrs["config"] for t in trials if t.number == number)
+
+
+def _info(store, name: str, frame) -> StudyInfo:
+    study_id = store.get_study_id_from_name(name)
+    attrs = store.get_study_user_attrs(study_id)
+    directions = [d.name.lower() for d in store.get_study_directions(study_id)]
+    space = attrs.get("space")
+    if space:
+        return StudyInfo(name, [o["metric"] for o in space["objectives"]], directions, space["axes"], space["sampler"],
+                         space.get("budget", {}), space.get("base_point", {}), attrs.get("space_file", ""))
+    # studies from before the space summary was stored: the scientific axes are in every trial's key
+    rows = frame[frame.study == name] if "study" in frame else frame
+    keys = rows["scientific_key"].dropna() if "scientific_key" in rows else []
+    scientific = set(json.loads(keys.iloc[0])) if len(keys) else set()
+    params = [c.removeprefix("param.") for c in rows.columns if c.startswith("param.") and rows[c].notna().any()]
+    roles = {p: "scientific" if p in scientific or not scientific else "nuisance" for p in params}
+    return StudyInfo(name, [f"objective {i}" for i in range(len(directions))], directions, roles,
+                     space_file=attrs.get("space_file", ""))

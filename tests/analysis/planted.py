@@ -1,0 +1,109 @@
+"""Trial databases with a known generative model, written into a real Optuna storage exactly as a sweep
+stores its trials (params, seed, scientific key, resolved config, metrics, study space summary)."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+
+from trials import load_config
+
+ROOT = Path(__file__).parents[2]
+METRIC = "val/loss_compressed"
+LEVELS = {"pooling": ["mean", "attention"], "ratio": [4, 8, 16], "overlap": [0, 16]}
+BASE = {"pooling": "mean", "ratio": 4, "overlap": 0}
+# the truth: attention pooling lowers the loss by 0.10 at every ratio and by a further 0.06 at 1:16
+# (pooling x ratio interaction); each doubling of the ratio costs 0.05; overlap does nothing
+TRUTH = {"intercept": 2.0, "attention": -0.10, "per_doubling": 0.05, "attention_at_16": -0.06, "overlap": 0.0}
+
+
+def true_value(p: dict) -> float:
+    attention = p["pooling"] == "attention"
+    return (TRUTH["intercept"] + TRUTH["attention"] * attention + TRUTH["per_doubling"] * math.log2(p["ratio"] / 4)
+            + TRUTH["attention_at_16"] * (attention and p["ratio"] == 16) + TRUTH["overlap"] * (p["overlap"] > 0))
+
+
+def planted_effects() -> dict:
+    """The design-averaged effects the analysis should recover (matched against the base levels)."""
+    points = [dict(zip(LEVELS, v)) for v in itertools.product(*LEVELS.values())]
+    def avg(axis, level):
+        return float(np.mean([true_value({**p, axis: level}) - true_value({**p, axis: BASE[axis]}) for p in points]))
+    return {(axis, level): avg(axis, level) for axis in LEVELS for level in LEVELS[axis] if level != BASE[axis]}
+
+
+def _config(p: dict, seed: int, steps: int) -> dict:
+    cfg = load_config(ROOT / "configs/trial/tiny.yaml").to_dict()
+    cfg["seed"] = seed
+    cfg["model"]["pooling"], cfg["model"]["ratio"] = p["pooling"], p["ratio"]
+    cfg["model"]["encoder"].update(window=32, overlap=p["overlap"])
+    cfg["train"]["steps"] = steps
+    return cfg
+
+
+def _study(storage: str, name: str, axes: dict) -> optuna.Study:
+    study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
+    study.set_user_attr("space", {"axes": axes, "objectives": [{"metric": METRIC, "direction": "minimize"}],
+                                  "sampler": "grid", "budget": {"steps": 400}, "base_point": BASE})
+    study.set_user_attr("space_file", "planted")
+    return study
+
+
+def _trial(p: dict, seed: int, value: float, steps: int = 400, flops_per_step: float = 1e9):
+    dists = {k: CategoricalDistribution(LEVELS[k]) for k in p}
+    metrics = {METRIC: value, "train/tokens_seen": steps * 4096, "train/flops": steps * flops_per_step,
+               "flops_per_token/encoder": 4e5 * (1.2 if p["pooling"] == "attention" else 1.0) * (1 + p["overlap"] / 32),
+               "flops_per_token/total": 1e6 / p["ratio"] + 6e5, "params/total": 9e5, "sys/peak_mem_mb": 600.0,
+               "meta/data_fingerprint": "planted"}
+    return optuna.trial.create_trial(
+        params=p, distributions=dists, value=value,
+        user_attrs={"seed": seed, "scientific_key": json.dumps(p, sort_keys=True), "config": _config(p, seed, steps),
+                    "metrics": metrics, "code_version": {"commit": "planted", "dirty": False}})
+
+
+def write_study(storage: str, name: str = "planted", sigma: float = 0.02, seeds: int = 4, rng_seed: int = 0,
+                failed: int = 0) -> optuna.Study:
+    rng = np.random.default_rng(rng_seed)
+    study = _study(storage, name, {k: "scientific" for k in LEVELS})
+    trials = []
+    for values in itertools.product(*LEVELS.values()):
+        p = dict(zip(LEVELS, values))
+        for seed in range(seeds):
+            trials.append(_trial(p, seed, true_value(p) + rng.normal(0, sigma)))
+    for i in range(failed):
+        trials.append(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                                user_attrs={"fail_reason": "loss diverged (nan) at step 12"}))
+    study.add_trials(trials)
+    return study
+
+
+def write_failed_study(storage: str, name: str = "all_failed", n: int = 3) -> optuna.Study:
+    study = _study(storage, name, {k: "scientific" for k in LEVELS})
+    study.add_trials([optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
+                                                user_attrs={"fail_reason": "loss diverged (nan) at step 12"})
+                      for _ in range(n)])
+    return study
+
+
+SCALING = {"E": 1.5, "A": 3.0, "alpha": {"mean": 0.30, "attention": 0.40}, "c0": 4e11}
+
+
+def write_scaling_study(storage: str, name: str = "planted_scaling", budgets=(100, 200, 400, 800, 1600, 3200),
+                        seeds: int = 3, sigma: float = 0.005, rng_seed: int = 0) -> optuna.Study:
+    """Two poolings trained at several step budgets: loss = E + A * (C / c0)^-alpha, alpha per pooling."""
+    rng = np.random.default_rng(rng_seed)
+    study = _study(storage, name, {"pooling": "scientific", "ratio": "fixed", "overlap": "fixed"})
+    trials = []
+    for pooling, steps, seed in itertools.product(LEVELS["pooling"], budgets, range(seeds)):
+        p = {"pooling": pooling, "ratio": 4, "overlap": 0}
+        c = steps * 1e9
+        value = SCALING["E"] + SCALING["A"] * (c / SCALING["c0"]) ** -SCALING["alpha"][pooling] + rng.normal(0, sigma)
+        t = _trial(p, seed, value, steps=steps)
+        t.user_attrs["scientific_key"] = json.dumps({"pooling": pooling})
+        trials.append(t)
+    study.add_trials(trials)
+    return study
