@@ -116,7 +116,8 @@ def compare(df: pd.DataFrame, axis: str, level, reference, axes: list[str], seed
     pairs = pd.concat([_cell_means(a, others).rename("a"), _cell_means(b, others).rename("b")], axis=1, join="inner")
     n_seeds = len(set(a.seed) | set(b.seed))
     if len(pairs) >= MIN_PAIRS:
-        return paired_effect(pairs.a - pairs.b, seed), n_seeds
+        cells = pairs.index.droplevel("seed") if pairs.index.nlevels > 1 else None
+        return paired_effect(pairs.a - pairs.b, cells, seed), n_seeds
     return difference(a.y, b.y, seed), n_seeds
 
 

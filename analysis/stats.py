@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 N_BOOT = 2000
@@ -32,27 +33,53 @@ class Estimate:
         return max(abs(self.lo), abs(self.hi))
 
 
-def _percentile(boot: np.ndarray) -> tuple[float, float]:
-    alpha = (1 - LEVEL) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+def _interval(boot: np.ndarray, center: float, df: float, expand: float) -> tuple[float, float]:
+    """Expanded percentile interval (Hesterberg 2015): the bootstrap spread is widened to undo the (n-1)/n bias
+    of resampling, and read at the normal quantiles of Student's t, so that small samples (3 seeds) keep
+    close to nominal coverage instead of the plain percentile interval's ~85-90%."""
+    q = float(stats.norm.cdf(stats.t.ppf(0.5 + LEVEL / 2, df)))
+    lo, hi = np.quantile(center + (boot - center) * expand, [1 - q, q])
     return float(lo), float(hi)
 
 
 def mean_ci(x, seed: int = 0) -> tuple[float, float, float]:
-    """Mean with a percentile-bootstrap interval (a point interval for one observation)."""
+    """Mean with a bootstrap interval (no interval for one observation)."""
     x = np.asarray(x, dtype=float)
-    if len(x) < 2:
+    n = len(x)
+    if n < 2:
         return float(x.mean()), float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(N_BOOT, len(x)))
-    return (float(x.mean()), *_percentile(x[idx].mean(axis=1)))
+    idx = np.random.default_rng(seed).integers(0, n, size=(N_BOOT, n))
+    return (float(x.mean()), *_interval(x[idx].mean(axis=1), float(x.mean()), n - 1, np.sqrt(n / (n - 1))))
 
 
-def paired_effect(deltas, seed: int = 0) -> Estimate:
-    """Mean of matched differences (same other axes, same seed): bootstrap CI and a one-sample t-test."""
+def paired_effect(deltas, strata=None, seed: int = 0) -> Estimate:
+    """Mean of matched differences (same other axes, same seed) with a bootstrap CI and a t-test.
+
+    With `strata` (the cell of the other axes each difference comes from) and two or more differences in
+    every cell, seeds are resampled within cells: the cells are the design, fixed, and only seed noise is
+    random. Otherwise differences between cells count as noise, which is conservative."""
     d = np.asarray(deltas, dtype=float)
-    mean, lo, hi = mean_ci(d, seed)
-    p = _ttest_p(stats.ttest_1samp(d, 0.0)) if len(d) > 1 else float("nan")
-    return Estimate(mean, lo, hi, p, len(d), True)
+    n = len(d)
+    if n < 2:
+        return Estimate(float(d.mean()) if n else float("nan"), float("nan"), float("nan"), float("nan"), n, True)
+    labels = pd.factorize(pd.Series(list(strata)))[0] if strata is not None else np.zeros(n, dtype=int)
+    sizes = np.bincount(labels)
+    if len(sizes) == 1 or (sizes < 2).any():
+        labels, sizes = np.zeros(n, dtype=int), np.array([n])
+    rng = np.random.default_rng(seed)
+    boot, var, var_boot = np.zeros(N_BOOT), 0.0, 0.0
+    for h, size in enumerate(sizes):
+        x, w = d[labels == h], size / n
+        boot += w * x[rng.integers(0, size, (N_BOOT, size))].mean(axis=1)
+        s2 = float(x.var(ddof=1))
+        var += w**2 * s2 / size
+        var_boot += w**2 * s2 * (size - 1) / size**2
+    dof = int(n - len(sizes))
+    mean = float(d.mean())
+    if var == 0:  # every difference identical within its cell
+        return Estimate(mean, mean, mean, 1.0 if mean == 0 else 0.0, n, True)
+    p = float(2 * stats.t.sf(abs(mean) / np.sqrt(var), dof))
+    return Estimate(mean, *_interval(boot, mean, dof, np.sqrt(var / var_boot)), p, n, True)
 
 
 def difference(a, b, seed: int = 0) -> Estimate:
@@ -63,13 +90,13 @@ def difference(a, b, seed: int = 0) -> Estimate:
         return Estimate(value, float("nan"), float("nan"), float("nan"), len(a) + len(b), False)
     rng = np.random.default_rng(seed)
     boot = a[rng.integers(0, len(a), (N_BOOT, len(a)))].mean(1) - b[rng.integers(0, len(b), (N_BOOT, len(b)))].mean(1)
-    p = _ttest_p(stats.ttest_ind(a, b, equal_var=False))
-    return Estimate(value, *_percentile(boot), p, len(a) + len(b), False)
-
-
-def _ttest_p(result) -> float:
-    p = float(result.pvalue)
-    return p if np.isfinite(p) else 1.0  # nan only when every difference is exactly zero
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return Estimate(value, value, value, 1.0 if value == 0 else 0.0, len(a) + len(b), False)
+    welch_df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    expand = np.sqrt((va + vb) / (va * (len(a) - 1) / len(a) + vb * (len(b) - 1) / len(b)))
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return Estimate(value, *_interval(boot, value, welch_df, expand), p, len(a) + len(b), False)
 
 
 def holm(pvalues) -> np.ndarray:

@@ -1,0 +1,120 @@
+"""The analysis recovers a known generative model from a real Optuna storage, and declines to claim without evidence."""
+import itertools
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from analysis.analyze import analyze, scaling
+from analysis.effects import axis_effects
+from analysis.importance import ranking
+from analysis.load import load
+from analysis.stats import holm
+from tests.analysis import planted
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('planted')}/lab.db"
+    planted.write_study(url, "planted", sigma=0.02, seeds=4)
+    planted.write_study(url, "noisy", sigma=0.5, seeds=2, rng_seed=1)
+    planted.write_scaling_study(url)
+    planted.write_scaling_study(url, "three_budgets", budgets=(100, 400, 1600))
+    return load(url)
+
+
+def test_every_planted_effect_is_inside_its_interval_and_significant_where_real(lab):
+    a = analyze(lab, "planted")
+    truth = planted.planted_effects()
+    got = {(e.axis, e.level): e for e in a.effects}
+    assert set(got) == set(truth)
+    for key, value in truth.items():
+        est = got[key].estimate
+        assert est.lo <= value <= est.hi, (key, value, est)
+        assert got[key].significant == (value != 0), key
+    assert all(e.estimate.paired and e.n_seeds == 4 for e in a.effects)
+
+
+def test_claims_rank_the_real_effects_report_overlap_as_null_and_find_the_interaction(lab):
+    a = analyze(lab, "planted")
+    kinds = {(c.kind, c.axis) for c in a.claims}
+    assert ("effect", "pooling") in kinds and ("effect", "ratio") in kinds
+    assert ("null", "overlap") in kinds
+    assert a.claims[0].axis == "pooling"  # the largest effect in seed-noise units comes first
+    assert [i.p_holm < 0.05 for i in a.interactions if {i.x, i.z} == {"pooling", "ratio"}] == [True]
+    assert all(i.p_holm > 0.05 for i in a.interactions if "overlap" in (i.x, i.z))
+    inter = next(c for c in a.claims if c.kind == "interaction")
+    assert inter.axis == "pooling x ratio" and "ratio = 16" in inter.text
+    simple = next(i for i in a.interactions if {i.x, i.z} == {"pooling", "ratio"}).simple
+    # attention helps most at 1:16, as planted (-0.16 there, -0.10 at 1:4 and 1:8)
+    assert simple[("attention", 16)].value < min(simple[("attention", 4)].value, simple[("attention", 8)].value)
+    null = next(c for c in a.claims if c.kind == "null")
+    assert "overlap" in null.text and null.ci[1] <= a.min_effect
+    for c in a.claims:  # no claim without its evidence
+        assert c.n > 0 and np.isfinite(c.p_holm)
+
+
+def test_importance_ranks_the_axes_and_shows_its_spread(lab):
+    a = analyze(lab, "planted")
+    assert ranking(a.importance, "fanova")[-1] == "overlap"
+    assert set(ranking(a.importance, "fanova")[:2]) == {"pooling", "ratio"}
+    assert set(a.importance.evaluator) == {"fanova", "ped_anova"}
+    assert (a.importance.repeats == 5).all() and (a.importance["max"] >= a.importance["min"]).all()
+
+
+def test_seed_noise_is_estimated_from_replicates(lab):
+    sd, dof, reps = analyze(lab, "planted").noise
+    assert reps == 12 and dof == 36 and 0.012 < sd < 0.03  # planted sigma 0.02
+
+
+def test_large_noise_and_few_seeds_decline_to_claim(lab):
+    a = analyze(lab, "noisy")
+    assert not [c for c in a.claims if c.kind in ("effect", "interaction")]
+    assert {c.axis for c in a.claims if c.grade == "inconclusive"} == {"pooling", "ratio", "overlap"}
+
+
+def _draw(rng, sigma=0.02, seeds=3) -> pd.DataFrame:
+    rows = []
+    for values in itertools.product(*planted.LEVELS.values()):
+        p = dict(zip(planted.LEVELS, values))
+        for seed in range(seeds):
+            rows.append({**p, "seed": seed, "config": str(values), "number": len(rows),
+                         "y": planted.true_value(p) + rng.normal(0, sigma)})
+    return pd.DataFrame(rows)
+
+
+def test_intervals_cover_the_planted_effects_at_close_to_the_nominal_rate():
+    rng, truth, reps = np.random.default_rng(0), planted.planted_effects(), 300
+    hits = {key: 0 for key in truth}
+    for _ in range(reps):
+        for e in axis_effects(_draw(rng), list(planted.LEVELS), planted.BASE, strata=False):
+            hits[(e.axis, e.level)] += e.estimate.lo <= truth[(e.axis, e.level)] <= e.estimate.hi
+    rates = {k: v / reps for k, v in hits.items()}
+    assert all(0.88 <= r <= 0.99 for r in rates.values()), rates
+
+
+def test_holm_adjustment():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, float("nan")])[:3], [0.03, 0.06, 0.06])
+    assert np.isnan(holm([0.01, float("nan")])[1])
+
+
+def test_scaling_fit_recovers_the_planted_exponents(lab):
+    result = scaling(lab, ["planted_scaling"], target_flops=1e14)
+    fits = {f.design: f for f in result.fits}
+    for pooling, alpha in planted.SCALING["alpha"].items():
+        f = fits[f'{{"pooling": "{pooling}"}}']
+        assert f.alpha_ci[0] <= alpha <= f.alpha_ci[1], (pooling, f.alpha_ci)
+        assert f.r2 > 0.99 and not f.warnings
+    row = result.predictions.set_index("design").loc['{"pooling": "mean"}']
+    s = planted.SCALING
+    true = s["E"] + s["A"] * (1e14 / s["c0"]) ** -s["alpha"]["mean"]
+    assert row.lo <= true <= row.hi and "extrapolates" in row.warnings
+
+
+def test_scaling_warns_when_the_fit_cannot_be_checked(lab):
+    fits = scaling(lab, ["three_budgets"]).fits
+    assert fits and all("only 3 budgets" in w for f in fits for w in f.warnings[:1])
+    assert scaling(lab, ["planted"]).notes[0].startswith("No design was measured at 3 or more compute budgets")
