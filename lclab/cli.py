@@ -98,6 +98,11 @@ def sweep(
     lab: Path = typer.Option(Path("lab"), help="lab directory: lab.db, runs/, caches"),
     replicate_top: Optional[int] = typer.Option(None, help="re-run the best K configurations with --seeds new seeds"),
     seeds: int = typer.Option(2, help="new seeds per configuration for --replicate-top"),
+    cluster: Optional[str] = typer.Option(None, help="run workers through submitit: a profile (slurm/profiles/NAME.yaml "
+                                                     "or a path), or `local` / `debug`"),
+    jobs: int = typer.Option(1, help="with --cluster: workers in the job array"),
+    threads: int = typer.Option(0, help="with --cluster: CPU threads per worker (0: the profile's cpus_per_task)"),
+    wait: bool = typer.Option(False, help="with --cluster slurm: follow the sweep until it is done"),
 ):
     """Run (or continue) a sweep over a design space until it reaches n_trials."""
     from rich.live import Live
@@ -106,6 +111,9 @@ def sweep(
     from search_space.sweep import counts, run_sweep, target_trials, trained
 
     spec = load_space(space)
+    if cluster:
+        _cluster_sweep(spec, lab, cluster, jobs, threads, wait)
+        return
     started = time.time()
     baseline: dict[str, int] = {}  # trials already trained when this run started (a resumed sweep)
 
@@ -133,6 +141,87 @@ def sweep(
             raise typer.Exit(130)
     console.print(summary_table({f"trials/{k.lower()}": v for k, v in counts(study).items()} | {"best": _best(study)},
                                 f"sweep {spec.name}"))
+
+
+def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait: bool) -> None:
+    import optuna
+
+    from search_space.sweep import counts, target_trials, trained
+    from slurm.dispatch import FINISHED, Watcher, job_table, sacct, state_of, submit
+    from slurm.profiles import load_profile
+
+    profile = load_profile(cluster)
+    submitted = submit(spec, lab, profile, jobs, threads or profile.cpus_per_task)
+    console.print(f"submitted {len(submitted)} workers ({profile.executor}): {', '.join(j.job_id for j in submitted)}")
+    if profile.executor == "slurm" and not wait:
+        console.print(f"watch: lclab jobs {spec.name} --lab {lab}    cancel: lclab cancel {spec.name} --lab {lab}")
+        return
+    study = optuna.load_study(study_name=spec.name, storage=_storage_of(spec, lab))
+    watcher = Watcher()
+    target = target_trials(spec) + study.user_attrs.get("extra_trials", 0)
+    while True:
+        if profile.executor == "slurm":
+            rows = watcher.states([j.job_id for j in submitted])
+            done = [state_of(rows, j.job_id)["state"] in FINISHED for j in submitted]
+        else:
+            done = [j.done() for j in submitted]
+        c = counts(study)
+        console.print(f"trials: {trained(study)}/{target} trained, {c['RUNNING']} running, {c['FAIL']} failed; "
+                      f"jobs finished: {sum(done)}/{len(done)}", highlight=False)
+        if all(done):
+            break
+        time.sleep(5)
+    if profile.executor == "slurm":
+        rows = job_table(study, sacct([j.job_id for j in submitted]))[-len(submitted):]
+        failed = [(r["job"], r["state"] + (f": {r['error']}" if r["error"] else ""), r["log"]) for r in rows
+                  if r["state"] != "COMPLETED"]
+    else:
+        failed = [(j.job_id, str(j.exception()).strip().splitlines()[-1][:300], j.paths.stderr) for j in submitted
+                  if j.exception() is not None]
+    for job_id, error, log in failed:
+        errors.print(f"[bold red]job {job_id} failed:[/] {error} (log: {log})", highlight=False, soft_wrap=True)
+    console.print(summary_table({f"trials/{k.lower()}": v for k, v in counts(study).items()} | {"best": _best(study)},
+                                f"sweep {spec.name}"))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _storage_of(spec, lab: Path):
+    from trials.db import open_storage, storage_url
+
+    return open_storage(storage_url(spec.storage, lab.resolve()))
+
+
+@app.command("jobs")
+@user_errors
+def jobs_(study: str = typer.Argument(...), lab: Path = typer.Option(Path("lab")),
+          storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)")):
+    """The study's Slurm jobs: state, node, the trial each is running, and for failed jobs the error and log."""
+    from slurm.dispatch import job_table, load
+
+    rows = job_table(load(study, lab, storage))
+    if not rows:
+        console.print(f"study {study} has no Slurm jobs (run lclab sweep SPACE --cluster PROFILE)")
+        return
+    table = Table(title=f"jobs of {study}")
+    for col in rows[0]:
+        table.add_column(col)
+    for row in rows:
+        style = "red" if row["error"] else None
+        table.add_row(*(str(v) for v in row.values()), style=style)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def cancel(study: str = typer.Argument(...), lab: Path = typer.Option(Path("lab")),
+           storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)")):
+    """Cancel the study's Slurm jobs; their running trials are queued again and resume from their checkpoints."""
+    from slurm.dispatch import cancel as cancel_jobs, load
+
+    cancelled, retried = cancel_jobs(load(study, lab, storage))
+    console.print(f"cancelled jobs: {', '.join(cancelled) or 'none'}; trials queued to resume: "
+                  f"{', '.join(map(str, retried)) or 'none'}. Resume with the same lclab sweep command.")
 
 
 def _best(study) -> str:

@@ -76,11 +76,37 @@ class PruningReporter(L.Callback):
             raise optuna.TrialPruned(f"pruned at {tokens} tokens ({self.metric} = {value:.4f})")
 
 
+class Preempted(Exception):
+    """The worker was asked to stop (Slurm preemption or time limit): the trial checkpointed at a step
+    boundary and stays RUNNING, for the requeued job to resume as the same Optuna trial."""
+
+
+class StopRequest(L.Callback):
+    """Set from a signal handler; the running trial stops at the next step boundary, where its state is
+    consistent, and saves its checkpoint (SaveOnInterrupt reacts to the KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.requested = False
+        self.training = False
+
+    def on_train_start(self, trainer, module):
+        self.training = True
+
+    def on_train_end(self, trainer, module):
+        self.training = False
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 @dataclass
 class Objective:
     space: Space
     lab_dir: Path
     log: str | None = None
+    attrs: dict | None = None  # recorded with every trial this worker runs (Slurm job id, node, log paths)
+    stop: StopRequest | None = None
 
     def point(self, trial: optuna.Trial) -> dict:
         point = {}
@@ -110,6 +136,8 @@ class Objective:
         trial.set_user_attr("device", platform.processor() or platform.machine())
         if self.log:
             trial.set_user_attr("log", self.log)
+        for key, value in (self.attrs or {}).items():
+            trial.set_user_attr(key, value)
         done = self._completed(trial.study, config_hash, trial.number)
         if done is not None and done.state == TrialState.FAIL:  # known to diverge: do not train it again
             trial.set_user_attr("duplicate_of", done.number)
@@ -122,7 +150,7 @@ class Objective:
         if not retried:
             self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
-        callbacks = []
+        callbacks = [self.stop] if self.stop else []
         if space.pruner["name"] != "none":
             if not cfg.train.val_every:  # the pruner needs intermediate values: validate 4 times per trial
                 cfg.train.val_every = max(1, budget_steps(cfg) // 4)
@@ -134,9 +162,11 @@ class Objective:
             trial.set_user_attr("fail_reason", str(err))
             raise
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit after checkpointing
+            if self.stop and self.stop.requested:
+                trial.set_user_attr("preempted", trial.user_attrs.get("preempted", 0) + 1)
+                raise Preempted(f"trial {trial.number} checkpointed for requeue") from None
             trial.set_user_attr("interrupted", True)
-            trial.study.enqueue_trial(trial.params, user_attrs={**{k: trial.user_attrs[k] for k in FOLLOWER_KEYS
-                                                                 if k in trial.user_attrs}, "retry_of": trial.number})
+            enqueue_retry(trial.study, trial.study._storage.get_trial(trial._trial_id))
             raise KeyboardInterrupt from None  # Optuna records the trial as failed; the retry resumes its checkpoint
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
@@ -166,6 +196,15 @@ class Objective:
                     and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)):
                 return t
         return None
+
+
+def enqueue_retry(study: optuna.Study, trial) -> None:
+    """Queue the same configuration again, keeping the trial's intermediate values: the retry resumes the
+    run's last checkpoint (same config hash, same run directory)."""
+    attrs = {k: trial.user_attrs[k] for k in FOLLOWER_KEYS if k in trial.user_attrs}
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={**attrs, "retry_of": trial.number}, intermediate_values=dict(trial.intermediate_values)))
 
 
 def open_study(space: Space, lab_dir: Path) -> optuna.Study:

@@ -1,0 +1,130 @@
+"""What runs inside a Slurm job (or submitit's local/debug executor): one sweep worker.
+
+A worker pulls trials from the shared study until the study reaches its target, so a free GPU always starts
+the next trial (no barrier between trials or jobs). Preemption-safe:
+
+- On the preemption/timeout signal (USR2) the running trial stops at the next step boundary, saves its
+  checkpoint and stays RUNNING; submitit requeues the job, and the requeued job (same job id) resumes that
+  same Optuna trial from the checkpoint, with its intermediate values.
+- A job requeued without warning (`scontrol requeue`, node failure with requeue) resumes its RUNNING trial the
+  same way, from the last periodic checkpoint.
+- A job killed for good is caught by Optuna's heartbeat: its trial is failed once stale and retried elsewhere
+  from the checkpoint, keeping its intermediate values."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+import submitit
+from optuna.trial import TrialState
+
+from search_space.registry import PRUNERS, SAMPLERS, build
+from search_space.space import load_space
+from search_space.sweep import Objective, Preempted, StopAt, StopRequest, target_trials
+from trials import DivergedError
+from trials.db import HEARTBEAT_S, open_storage, storage_url
+
+
+def job_identity() -> dict:
+    """What every trial records about the job that ran it."""
+    env = submitit.JobEnvironment()
+    paths = env.paths
+    return {"slurm_job": str(env.job_id), "slurm_job_id": str(env.raw_job_id), "slurm_array_index": env.array_task_id,
+            "node": env.hostname, "slurm_stdout": str(paths.stdout), "slurm_stderr": str(paths.stderr),
+            "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", 0))}
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial_id: int):
+    """Record the trial's heartbeat while it runs (Optuna only does this inside study.optimize)."""
+    storage = study._storage
+    if not storage.is_heartbeat_enabled():
+        yield
+        return
+    done = threading.Event()
+
+    def beat():
+        while not done.wait(0):
+            storage.record_heartbeat(trial_id)
+            done.wait(HEARTBEAT_S)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> None:
+    """Train one trial and tell the study its outcome. Preempted leaves it RUNNING for this job's requeue."""
+    with heartbeat(study, trial._trial_id):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            return
+        except DivergedError:
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        except Preempted:
+            raise
+        except BaseException as err:  # a crash: the trial fails with its reason and log path, the job fails loudly
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+    study.tell(trial, value)
+
+
+def own_running_trials(study: optuna.Study, job: str) -> list[int]:
+    """Trials this job (same Slurm job / array task id) was running when it was requeued."""
+    return [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.user_attrs.get("slurm_job") == job]
+
+
+class SweepJob(submitit.helpers.Checkpointable):
+    """A checkpointable sweep worker: submitit calls `checkpoint` on preemption/timeout and requeues the job
+    with the same arguments (Checkpointable's default); the requeued job finds its RUNNING trial by job id."""
+
+    def __call__(self, space_path: str, lab_dir: str, threads: int) -> dict:
+        import torch
+
+        torch.set_num_threads(threads)
+        space = load_space(space_path)
+        identity = job_identity()
+        study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
+                                  sampler=build(SAMPLERS, space.sampler, seed=os.getpid()),
+                                  pruner=build(PRUNERS, space.pruner))
+        stop = StopRequest()
+        objective = Objective(space, Path(lab_dir), identity["slurm_stdout"], identity, stop)
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint(), requeue, exit
+
+        def on_usr2(signum, frame):
+            if stop.training:
+                stop.requested = True  # the trial checkpoints at its next step boundary (consistent state)
+            elif callable(requeue):
+                requeue(signum, frame)
+
+        signal.signal(signal.SIGUSR2, on_usr2)
+        target = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0))
+        ran = 0
+        try:
+            for trial_id in own_running_trials(study, identity["slurm_job"]):
+                run_one(study, objective, optuna.trial.Trial(study, trial_id))
+                ran += 1
+            while not target.reached(study):
+                optuna.storages.fail_stale_trials(study)
+                run_one(study, objective, study.ask())
+                ran += 1
+        except Preempted:
+            if callable(requeue):
+                requeue(signal.SIGUSR2, None)
+            raise
+        finally:
+            signal.signal(signal.SIGUSR2, requeue)
+        return {"trials": ran, **identity}

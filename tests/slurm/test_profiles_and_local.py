@@ -1,0 +1,58 @@
+"""Cluster profiles are checked before submission; `--cluster local` runs the same worker code through
+submitit's local executor (no Slurm needed)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from models import ConfigError
+from slurm.profiles import load_profile
+from tests.search_space.test_sweep import mini_space
+from trials.db import load_frame, storage_url
+
+ROOT = Path(__file__).parents[2]
+
+
+def lclab(*args):
+    return subprocess.run([sys.executable, "-m", "lclab", *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "COLUMNS": "250"})
+
+
+def test_shipped_profiles_load():
+    assert load_profile("example_cluster").partition == "gpu"
+    assert load_profile(ROOT / "slurm/profiles/local_slurm.yaml").executor == "slurm"
+    assert load_profile("local").executor == "local"
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"partiton": "gpu"}, "did you mean 'partition'"),
+    ({"time_min": 0}, "time_min"),
+    ({"gpus_per_node": -1}, "must not be negative"),
+    ({"executor": "pbs"}, "executor"),
+    ({"time_min": 1, "signal_delay_s": 120}, "not shorter than time_min"),
+    ({"tasks_per_node": 2}, "not supported yet"),
+    ({"setup": "module load cuda"}, "setup"),
+])
+def test_bad_profiles_are_refused_before_submission(tmp_path, body, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ConfigError) as err:
+        load_profile(path)
+    assert message in err.value.render() and str(path) in err.value.render()
+
+
+def test_unknown_profile_name_lists_the_known_ones():
+    r = lclab("sweep", ROOT / "search_space/presets/quickstart.yaml", "--cluster", "nowhere")
+    assert r.returncode == 2 and "no cluster profile 'nowhere'" in r.stderr and "example_cluster" in r.stderr
+
+
+def test_cluster_local_runs_the_sweep_through_submitit_workers(tmp_path):
+    space = mini_space(tmp_path, budget={"steps": 4})
+    r = lclab("sweep", space, "--cluster", "local", "--jobs", "2", "--threads", "1", "--lab", tmp_path / "lab")
+    assert r.returncode == 0, r.stderr[-2000:]
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert (frame.state == "COMPLETE").sum() == 8
+    assert frame.slurm_job.notna().all() and frame.slurm_stdout.map(lambda p: Path(p).is_file()).all()

@@ -1,0 +1,167 @@
+"""Against a real one-node Slurm with accounting (slurm/local_cluster/up.sh; `.ci/run` starts it): job arrays,
+preemption and time-limit requeue resuming the same trial, scontrol requeue, scancel, crashes, refusals.
+No mocking of submitit or of Slurm commands."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from search_space.space import load_space
+from slurm.dispatch import submit
+from slurm.profiles import load_profile
+from tests.search_space.test_sweep import MINI_BASE, mini_space
+from tests.services import unavailable
+from trials import config_from_dict, run_trial
+from trials.db import load_frame, open_storage, storage_url
+
+ROOT = Path(__file__).parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if not shutil.which("sinfo") or not os.environ.get("SLURM_CONF"):
+        unavailable("no Slurm cluster: run `slurm/local_cluster/up.sh` and export SLURM_CONF")
+    states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
+    if not set(states) & {"idle", "mixed", "allocated"}:
+        unavailable(f"Slurm has no usable node (sinfo: {states})")
+    return load_profile("local_slurm")
+
+
+@pytest.fixture(autouse=True)
+def fast_heartbeat(monkeypatch):
+    # jobs inherit the environment: a dead worker's trial is stale after 3 s instead of 30
+    monkeypatch.setenv("LCLAB_HEARTBEAT_S", "1")
+    monkeypatch.setenv("LCLAB_GRACE_S", "3")
+
+
+def lclab(*args):
+    return subprocess.run([sys.executable, "-m", "lclab", *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "COLUMNS": "250"})
+
+
+def wait_for(predicate, timeout=240, every=0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+LONG_BASE = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 20, "val_every": 150}}
+
+
+def long_space(tmp_path, name="long", steps=600):
+    """One configuration, one seed, long enough to be interrupted mid-trial; median pruner for intermediate values."""
+    return mini_space(tmp_path, name=name, base=LONG_BASE, axes={"ratio": {"values": [4]}}, seeds=[0], n_trials=1,
+                      budget={"steps": steps}, pruner={"name": "median", "n_startup_trials": 100})
+
+
+def study_of(space_path, lab):
+    space = load_space(space_path)
+    return optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab)))
+
+
+def running_with_checkpoint(study, lab, name):
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return bool(running) and any((lab / "runs" / name).glob("*/checkpoints/last.ckpt"))
+
+
+def uninterrupted_metrics(tmp_path, study):
+    trial = study.trials[0]
+    cfg = config_from_dict({**trial.user_attrs["config"], "output_dir": str(tmp_path / "reference")})
+    return run_trial(cfg).metrics
+
+
+def test_a_sweep_runs_as_a_job_array_and_every_trial_records_its_job(slurm, tmp_path):
+    space = mini_space(tmp_path, budget={"steps": 4})
+    r = lclab("sweep", space, "--cluster", "local_slurm", "--jobs", "2", "--threads", "1", "--wait", "--lab", tmp_path / "lab")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert (frame.state == "COMPLETE").sum() == 8
+    assert frame.slurm_job_id.notna().all() and frame.node.notna().all()
+    assert frame.slurm_stdout.map(lambda p: Path(p).is_file()).all()
+    jobs = lclab("jobs", "mini", "--lab", tmp_path / "lab")
+    assert jobs.returncode == 0 and jobs.stdout.count("COMPLETED") == 2, jobs.stdout
+
+
+@pytest.mark.parametrize("timeout", [False, True], ids=["preempted", "timed_out"])
+def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(slurm, tmp_path, timeout):
+    space_path = long_space(tmp_path)
+    lab = tmp_path / "lab"
+    [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
+    study = study_of(space_path, lab)
+    wait_for(lambda: running_with_checkpoint(study, lab, "long"))
+    job._interrupt(timeout=timeout)  # what Slurm sends before preemption / the time limit (USR2)
+    wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
+    [trial] = study.get_trials(deepcopy=False)
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs["preempted"] == 1 and trial.user_attrs["slurm_restarts"] == 1
+    assert sorted(trial.intermediate_values) == [150 * 8 * 32 * k for k in (1, 2, 3, 4)]  # kept across the requeue
+    metrics = trial.user_attrs["metrics"]
+    assert metrics["meta/resumed_from_step"] > 0
+    reference = uninterrupted_metrics(tmp_path, study)
+    for key in ("val/loss_compressed", "val/loss_full", "val/recon_acc", "train/steps"):
+        assert metrics[key] == reference[key], key  # bit-identical on CPU
+
+
+def test_scontrol_requeue_resumes_the_same_trial_from_its_checkpoint(slurm, tmp_path):
+    space_path = long_space(tmp_path)
+    lab = tmp_path / "lab"
+    [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
+    study = study_of(space_path, lab)
+    wait_for(lambda: running_with_checkpoint(study, lab, "long"))
+    subprocess.run(["scontrol", "requeue", job.job_id], check=True)  # no signal: the job restarts from scratch
+    wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
+    [trial] = study.get_trials(deepcopy=False)
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.number == 0
+    assert trial.user_attrs["metrics"]["meta/resumed_from_step"] > 0
+
+
+@pytest.mark.parametrize("how", ["lclab_cancel", "scancel"])
+def test_a_cancelled_job_leaves_a_trial_that_a_resumed_sweep_completes(slurm, tmp_path, how):
+    space_path = long_space(tmp_path, steps=400)
+    lab = tmp_path / "lab"
+    [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
+    study = study_of(space_path, lab)
+    wait_for(lambda: running_with_checkpoint(study, lab, "long"))
+    if how == "lclab_cancel":
+        r = lclab("cancel", "long", "--lab", lab)
+        assert r.returncode == 0 and "trials queued to resume: 0" in r.stdout, r.stdout + r.stderr
+    else:
+        subprocess.run(["scancel", job.job_id], check=True)  # the heartbeat notices the dead worker
+    wait_for(lambda: subprocess.run(["sacct", "-X", "-n", "-j", job.job_id, "-o", "State"], capture_output=True,
+                                    text=True).stdout.strip().startswith("CANCELLED"))
+    r = lclab("sweep", space_path, "--cluster", "local_slurm", "--jobs", "1", "--threads", "1", "--wait", "--lab", lab)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 1 and done[0].user_attrs["metrics"]["meta/resumed_from_step"] > 0
+    assert 150 * 8 * 32 in done[0].intermediate_values  # reported before the cancel, kept by the retry
+
+
+def test_a_crashing_job_surfaces_as_a_failed_trial_with_its_log(slurm, tmp_path):
+    garbage = tmp_path / "corrupt.parquet"
+    garbage.write_bytes(b"this is not parquet" * 100)
+    base = {**MINI_BASE, "data": {"source": "files", "path": [str(garbage)], "tokenizer": "byte", "context_len": 16,
+                                  "text_len": 16, "val_examples": 16}}
+    space_path = mini_space(tmp_path, name="crash", base=base, axes={"ratio": {"values": [4]}}, seeds=[0], n_trials=1)
+    r = lclab("sweep", space_path, "--cluster", "local_slurm", "--jobs", "1", "--threads", "1", "--wait", "--lab", tmp_path / "lab")
+    [trial] = study_of(space_path, tmp_path / "lab").get_trials(deepcopy=False)
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs["fail_reason"]
+    assert Path(trial.user_attrs["slurm_stderr"]).is_file()
+    jobs = lclab("jobs", "crash", "--lab", tmp_path / "lab")
+    assert "FAILED" in jobs.stdout and "_log.err" in jobs.stdout, jobs.stdout
+
+
+def test_a_profile_with_a_wrong_partition_is_refused_with_slurms_reason(slurm, tmp_path):
+    profile = tmp_path / "bad.yaml"
+    profile.write_text(yaml.safe_dump({"name": "bad", "partition": "no_such_partition", "time_min": 5, "signal_delay_s": 10}))
+    r = lclab("sweep", mini_space(tmp_path), "--cluster", profile, "--lab", tmp_path / "lab")
+    assert r.returncode == 2 and "Invalid partition name specified" in r.stderr and "Traceback" not in r.stderr
