@@ -13,6 +13,7 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import signal
 import socket
 import subprocess
 import time
@@ -31,6 +32,7 @@ from .registry import PRUNERS, SAMPLERS, build
 from .space import Axis, Space, load_space
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
+ENUMERATED = ("grid", "ablation")  # samplers whose points are all enqueued when the study is created
 FOLLOWER_KEYS = ("seed", "replica_of", "nuisance_of")  # what makes an enqueued trial the same job again
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -82,18 +84,32 @@ class Preempted(Exception):
 
 
 class StopRequest(L.Callback):
-    """Set from a signal handler; the running trial stops at the next step boundary, where its state is
-    consistent, and saves its checkpoint (SaveOnInterrupt reacts to the KeyboardInterrupt)."""
+    """While a trial trains, SIGTERM and SIGUSR2 (Slurm's preemption and time-limit warnings) only request a stop:
+    the trial stops at the next step boundary, where its state is consistent, and saves its checkpoint
+    (SaveOnInterrupt reacts to the KeyboardInterrupt). Outside training the worker's own handlers apply.
+    Lightning's SIGTERM handling would instead end the trial without a checkpoint."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self):
         self.requested = False
-        self.training = False
+        self._previous: dict = {}
+
+    def _request(self, signum, frame):
+        self.requested = True
 
     def on_train_start(self, trainer, module):
-        self.training = True
+        self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self._request)
 
     def on_train_end(self, trainer, module):
-        self.training = False
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def on_exception(self, trainer, module, exception):
+        self.on_train_end(trainer, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self.requested:
@@ -117,6 +133,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         space = self.space
+        if space.sampler["name"] in ENUMERATED and not trial.user_attrs:
+            # every point was enqueued up front; a fresh sample only means two workers raced for the last one
+            trial.set_user_attr("surplus", True)
+            raise optuna.TrialPruned("surplus: every enumerated point is taken")
         seed = int(trial.user_attrs.get("seed", space.seeds[0]))
         point = self.point(trial)
         try:
@@ -162,9 +182,11 @@ class Objective:
             trial.set_user_attr("fail_reason", str(err))
             raise
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit after checkpointing
-            if self.stop and self.stop.requested:
+            if self.stop is not None:  # a cluster worker: its job is being requeued, the trial stays RUNNING for it
                 trial.set_user_attr("preempted", trial.user_attrs.get("preempted", 0) + 1)
-                raise Preempted(f"trial {trial.number} checkpointed for requeue") from None
+                if self.stop.requested:
+                    raise Preempted(f"trial {trial.number} checkpointed for requeue") from None
+                raise  # submitit already requeued the job and is exiting (or Slurm ended it): nothing to add
             trial.set_user_attr("interrupted", True)
             enqueue_retry(trial.study, trial.study._storage.get_trial(trial._trial_id))
             raise KeyboardInterrupt from None  # Optuna records the trial as failed; the retry resumes its checkpoint
@@ -294,21 +316,23 @@ def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None) 
     space = load_space(space_path)
     study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
                               sampler=build(SAMPLERS, space.sampler, seed=os.getpid()), pruner=build(PRUNERS, space.pruner))
-    stop = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0))
+    stop = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0), space.sampler["name"] in ENUMERATED)
     if stop.reached(study):  # optimize() would start a trial before asking the callback
         return
     study.optimize(Objective(space, Path(lab_dir), log), callbacks=[stop], catch=(DivergedError,), gc_after_trial=True)
 
 
 class StopAt:
-    """Stops a worker once the study holds `target` trained trials (complete or pruned; infeasible ones do not count)."""
+    """Stops a worker once the study holds `target` trained trials (complete or pruned; infeasible ones do not
+    count), or, for enumerated spaces (grid, ablation), as soon as no enqueued point is left to take."""
 
-    def __init__(self, target: int):
-        self.target = target
+    def __init__(self, target: int, enumerated: bool = False):
+        self.target, self.enumerated = target, enumerated
 
     def reached(self, study: optuna.Study) -> bool:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial becomes a WAITING retry first
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # replicas of sampled configs finish first
-        return trained(study) >= self.target and not waiting
+        return not waiting and (self.enumerated or trained(study) >= self.target)
 
     def __call__(self, study: optuna.Study, trial) -> None:
         if self.reached(study):
@@ -319,7 +343,7 @@ def trained(study: optuna.Study) -> int:
     """Trials that settled their configuration: completed, pruned by the pruner, or diverged (a result too).
     Infeasible points and workers that died (retried) do not count."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.FAIL))
-               if "infeasible" not in t.user_attrs and (t.state != TrialState.FAIL or "fail_reason" in t.user_attrs))
+               if not {"infeasible", "surplus"} & set(t.user_attrs) and (t.state != TrialState.FAIL or "fail_reason" in t.user_attrs))
 
 
 def counts(study: optuna.Study) -> dict[str, int]:

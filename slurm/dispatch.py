@@ -45,9 +45,8 @@ def submit(space: Space, lab_dir: Path, profile: ClusterProfile, jobs: int, thre
     source = str(Path(space.source).resolve())
     try:
         submitted = executor.map_array(SweepJob(), [source] * jobs, [str(lab_dir)] * jobs, [threads] * jobs)
-    except (subprocess.CalledProcessError, submitit.core.utils.FailedSubmissionError) as err:
-        output = getattr(err, "output", b"") or getattr(err, "stderr", b"") or str(err)
-        message = output.decode() if isinstance(output, bytes) else str(output)
+    except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as err:
+        message = str(err)  # submitit carries sbatch's own stderr
         raise ConfigError("--cluster", f"Slurm refused the job array: {' '.join(message.split())[:400]}",
                           "fix partition / account / qos / limits in the cluster profile") from None
     record = [{"job_id": j.job_id, "executor": profile.executor, "folder": str(folder), "submitted": time.time()}

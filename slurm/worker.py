@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
 import submitit
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from search_space.registry import PRUNERS, SAMPLERS, build
 from search_space.space import load_space
-from search_space.sweep import Objective, Preempted, StopAt, StopRequest, target_trials
+from search_space.sweep import ENUMERATED, Objective, Preempted, StopAt, StopRequest, target_trials
 from trials import DivergedError
-from trials.db import HEARTBEAT_S, open_storage, storage_url
+from trials.db import open_storage, storage_url
 
 
 def job_identity() -> dict:
@@ -38,32 +37,10 @@ def job_identity() -> dict:
             "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", 0))}
 
 
-@contextmanager
-def heartbeat(study: optuna.Study, trial_id: int):
-    """Record the trial's heartbeat while it runs (Optuna only does this inside study.optimize)."""
-    storage = study._storage
-    if not storage.is_heartbeat_enabled():
-        yield
-        return
-    done = threading.Event()
-
-    def beat():
-        while not done.wait(0):
-            storage.record_heartbeat(trial_id)
-            done.wait(HEARTBEAT_S)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
 def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> None:
     """Train one trial and tell the study its outcome. Preempted leaves it RUNNING for this job's requeue."""
-    with heartbeat(study, trial._trial_id):
+    # Optuna beats only inside study.optimize; this worker asks and tells itself (to leave a preempted trial RUNNING)
+    with get_heartbeat_thread(trial._trial_id, study._storage):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
@@ -72,9 +49,9 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> N
         except DivergedError:
             study.tell(trial, state=TrialState.FAIL)
             return
-        except Preempted:
-            raise
-        except BaseException as err:  # a crash: the trial fails with its reason and log path, the job fails loudly
+        except (Preempted, KeyboardInterrupt, SystemExit):
+            raise  # the job is being requeued or ended: the trial stays RUNNING for the requeued job or a heartbeat retry
+        except Exception as err:  # a crash: the trial fails with its reason and log path, the job fails loudly
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -100,31 +77,20 @@ class SweepJob(submitit.helpers.Checkpointable):
         study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
                                   sampler=build(SAMPLERS, space.sampler, seed=os.getpid()),
                                   pruner=build(PRUNERS, space.pruner))
-        stop = StopRequest()
+        stop = StopRequest()  # while a trial trains, a signal only asks it to checkpoint at the next step boundary
         objective = Objective(space, Path(lab_dir), identity["slurm_stdout"], identity, stop)
-        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint(), requeue, exit
-
-        def on_usr2(signum, frame):
-            if stop.training:
-                stop.requested = True  # the trial checkpoints at its next step boundary (consistent state)
-            elif callable(requeue):
-                requeue(signum, frame)
-
-        signal.signal(signal.SIGUSR2, on_usr2)
-        target = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0))
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint(), requeue, exit
+        target = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0), space.sampler["name"] in ENUMERATED)
         ran = 0
         try:
             for trial_id in own_running_trials(study, identity["slurm_job"]):
                 run_one(study, objective, optuna.trial.Trial(study, trial_id))
                 ran += 1
             while not target.reached(study):
-                optuna.storages.fail_stale_trials(study)
                 run_one(study, objective, study.ask())
                 ran += 1
         except Preempted:
             if callable(requeue):
                 requeue(signal.SIGUSR2, None)
             raise
-        finally:
-            signal.signal(signal.SIGUSR2, requeue)
         return {"trials": ran, **identity}

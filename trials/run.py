@@ -16,6 +16,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from models import flops_per_token, forward_flops, param_counts
 from models.attention import resolve
@@ -129,6 +130,8 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
         val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=cfg.train.log_every,
+        # under Slurm the sweep worker (submitit) owns requeueing, never Lightning's own SIGUSR1 handler
+        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None

@@ -55,10 +55,12 @@ def wait_for(predicate, timeout=240, every=0.5):
     raise AssertionError(f"timed out after {timeout} s")
 
 
-LONG_BASE = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 20, "val_every": 150}}
+VAL_EVERY = 1250
+LONG_BASE = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 50, "val_every": VAL_EVERY}}
+TOKENS_PER_STEP = 8 * 32  # mini: batch 8, 16 + 16 tokens
 
 
-def long_space(tmp_path, name="long", steps=600):
+def long_space(tmp_path, name="long", steps=5000):
     """One configuration, one seed, long enough to be interrupted mid-trial; median pruner for intermediate values."""
     return mini_space(tmp_path, name=name, base=LONG_BASE, axes={"ratio": {"values": [4]}}, seeds=[0], n_trials=1,
                       budget={"steps": steps}, pruner={"name": "median", "n_startup_trials": 100})
@@ -69,9 +71,10 @@ def study_of(space_path, lab):
     return optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab)))
 
 
-def running_with_checkpoint(study, lab, name):
+def training_reported(study, lab, name):
+    """Mid-trial: the first validation was reported (so intermediate values exist) and a checkpoint is on disk."""
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    return bool(running) and any((lab / "runs" / name).glob("*/checkpoints/last.ckpt"))
+    return bool(running) and bool(running[0].intermediate_values) and any((lab / "runs" / name).glob("*/checkpoints/last.ckpt"))
 
 
 def uninterrupted_metrics(tmp_path, study):
@@ -98,13 +101,13 @@ def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(
     lab = tmp_path / "lab"
     [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
     study = study_of(space_path, lab)
-    wait_for(lambda: running_with_checkpoint(study, lab, "long"))
+    wait_for(lambda: training_reported(study, lab, "long"))
     job._interrupt(timeout=timeout)  # what Slurm sends before preemption / the time limit (USR2)
     wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
     [trial] = study.get_trials(deepcopy=False)
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["preempted"] == 1 and trial.user_attrs["slurm_restarts"] == 1
-    assert sorted(trial.intermediate_values) == [150 * 8 * 32 * k for k in (1, 2, 3, 4)]  # kept across the requeue
+    assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2, 3, 4)]  # kept across the requeue
     metrics = trial.user_attrs["metrics"]
     assert metrics["meta/resumed_from_step"] > 0
     reference = uninterrupted_metrics(tmp_path, study)
@@ -117,7 +120,7 @@ def test_scontrol_requeue_resumes_the_same_trial_from_its_checkpoint(slurm, tmp_
     lab = tmp_path / "lab"
     [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
     study = study_of(space_path, lab)
-    wait_for(lambda: running_with_checkpoint(study, lab, "long"))
+    wait_for(lambda: training_reported(study, lab, "long"))
     subprocess.run(["scontrol", "requeue", job.job_id], check=True)  # no signal: the job restarts from scratch
     wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
     [trial] = study.get_trials(deepcopy=False)
@@ -127,11 +130,11 @@ def test_scontrol_requeue_resumes_the_same_trial_from_its_checkpoint(slurm, tmp_
 
 @pytest.mark.parametrize("how", ["lclab_cancel", "scancel"])
 def test_a_cancelled_job_leaves_a_trial_that_a_resumed_sweep_completes(slurm, tmp_path, how):
-    space_path = long_space(tmp_path, steps=400)
+    space_path = long_space(tmp_path)
     lab = tmp_path / "lab"
     [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
     study = study_of(space_path, lab)
-    wait_for(lambda: running_with_checkpoint(study, lab, "long"))
+    wait_for(lambda: training_reported(study, lab, "long"))
     if how == "lclab_cancel":
         r = lclab("cancel", "long", "--lab", lab)
         assert r.returncode == 0 and "trials queued to resume: 0" in r.stdout, r.stdout + r.stderr
@@ -143,7 +146,7 @@ def test_a_cancelled_job_leaves_a_trial_that_a_resumed_sweep_completes(slurm, tm
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 1 and done[0].user_attrs["metrics"]["meta/resumed_from_step"] > 0
-    assert 150 * 8 * 32 in done[0].intermediate_values  # reported before the cancel, kept by the retry
+    assert VAL_EVERY * TOKENS_PER_STEP in done[0].intermediate_values  # reported before the cancel, kept by the retry
 
 
 def test_a_crashing_job_surfaces_as_a_failed_trial_with_its_log(slurm, tmp_path):
