@@ -20,7 +20,8 @@ ROOT = Path(__file__).parents[1]
 # learning rates from useful to useless: the kind of space where most of a sweep's budget is wasted.
 # Shuffled, so that ASHA does not get the easy order (best first) from the grid.
 LRS = [1.0e-4, 3.0e-6, 1.0e-3, 1.0e-6, 3.0e-4, 1.0e-5, 3.0e-3, 3.0e-5]
-RUNGS = 10  # validate (and let the pruner decide) at every 10% of the budget
+LRS_DECODER = [3.0e-4, 1.0e-4]
+RUNGS = 20  # validate (and let the pruner decide) at every 5% of the budget; ASHA's rungs at 5%, 15%, 45%
 
 
 def space_file(tmp: Path, name: str, pruner, steps: int) -> Path:
@@ -28,9 +29,9 @@ def space_file(tmp: Path, name: str, pruner, steps: int) -> Path:
     base["train"]["val_every"] = steps // RUNGS
     (tmp / "base.yaml").write_text(yaml.safe_dump(base))
     spec = {"name": name, "base": str(tmp / "base.yaml"),
-            "axes": {"lr_encoder": {"values": LRS}, "lr_adapter": {"values": [2.0e-3]}},
+            "axes": {"lr_encoder": {"values": LRS}, "lr_decoder": {"values": LRS_DECODER}},
             "objectives": [{"metric": "val/loss_compressed", "direction": "minimize"}],  # smoother early than accuracy
-            "sampler": "grid", "pruner": pruner, "budget": {"steps": steps}, "seeds": [0], "n_trials": len(LRS)}
+            "sampler": "grid", "pruner": pruner, "budget": {"steps": steps}, "seeds": [0], "n_trials": len(LRS) * len(LRS_DECODER)}
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -52,10 +53,10 @@ def main() -> None:
             done = frame[frame.state == "COMPLETE"]
             winner = done.loc[done.value.idxmin()]
             rows.append([name, len(done), int((frame.state == "PRUNED").sum()), tokens_spent(frame),
-                         winner["param.lr_encoder"], winner.value])
+                         f'{winner["param.lr_encoder"]:g} / {winner["param.lr_decoder"]:g}', winner.value])
     share = rows[1][3] / rows[0][3]
     rows.append(["asha / unpruned", "", "", share, "same" if rows[0][4] == rows[1][4] else "differs", ""])
-    report("sweep_efficiency", ["sweep", "complete", "pruned", "tokens", "winner lr_encoder", "winner loss"], rows,
+    report("sweep_efficiency", ["sweep", "complete", "pruned", "tokens", "winner lr enc / dec", "winner loss"], rows,
            {"token_share": share, "same_winner": rows[0][4] == rows[1][4], "target_share": 0.30})
 
 
