@@ -6,6 +6,7 @@ space so that old trials become incomparable is refused (rename the study instea
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -16,6 +17,7 @@ import platform
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 from trials import DivergedError, budget_steps, run_trial
-from trials.db import open_storage, storage_url
+from trials.db import GRACE_S, HEARTBEAT_S, open_storage, storage_url
 
 from .registry import PRUNERS, SAMPLERS, build
 from .space import Axis, Space, load_space
@@ -177,7 +179,8 @@ class Objective:
             tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
             callbacks.append(PruningReporter(trial, metric, tokens_per_step))
         try:
-            result = run_trial(cfg, resume=True, callbacks=callbacks)  # resume: a retried trial continues its checkpoint
+            with journal_heartbeat(trial.study, trial._trial_id):
+                result = run_trial(cfg, resume=True, callbacks=callbacks)  # resume: a retried trial continues its checkpoint
         except DivergedError as err:
             trial.set_user_attr("fail_reason", str(err))
             raise
@@ -218,6 +221,43 @@ class Objective:
                     and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)):
                 return t
         return None
+
+
+@contextlib.contextmanager
+def journal_heartbeat(study: optuna.Study, trial_id: int):
+    """Optuna's journal storage has no heartbeat: beat in a user attribute instead, so that `fail_stale` can
+    retry the trial of a worker killed without warning, as Optuna does itself on SQL storages."""
+    if not isinstance(study._storage, optuna.storages.JournalStorage):
+        yield
+        return
+    done = threading.Event()
+
+    def beat():
+        while True:
+            study._storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+            if done.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail the trials of dead workers and queue their retries (keeping intermediate values): Optuna's own
+    heartbeat on SQL storages, the user-attribute heartbeat on journal files."""
+    optuna.storages.fail_stale_trials(study)
+    if not isinstance(study._storage, optuna.storages.JournalStorage):
+        return
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if time.time() - t.user_attrs.get("heartbeat", time.time()) > GRACE_S:
+            study._storage.set_trial_user_attr(t._trial_id, "stale", True)
+            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                enqueue_retry(study, t)
 
 
 def enqueue_retry(study: optuna.Study, trial) -> None:
@@ -330,7 +370,7 @@ class StopAt:
         self.target, self.enumerated = target, enumerated
 
     def reached(self, study: optuna.Study) -> bool:
-        optuna.storages.fail_stale_trials(study)  # a dead worker's trial becomes a WAITING retry first
+        fail_stale(study)  # a dead worker's trial becomes a WAITING retry first
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))  # replicas of sampled configs finish first
         return not waiting and (self.enumerated or trained(study) >= self.target)
 

@@ -140,10 +140,11 @@ def test_a_dead_database_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_leaves_a_stale_trial_that_resumes_from_its_checkpoint(tmp_path):
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_a_killed_worker_leaves_a_stale_trial_that_resumes_from_its_checkpoint(tmp_path, storage):
     base = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 10}}
     path = mini_space(tmp_path, seeds=[0], budget={"steps": 400}, n_trials=1, base=base,
-                      axes={"ratio": {"values": [4]}})
+                      axes={"ratio": {"values": [4]}}, storage="lab.journal" if storage == "journal" else None)
     env = {**os.environ, "LCLAB_HEARTBEAT_S": "1", "LCLAB_GRACE_S": "3"}
     code = ("import sys; from pathlib import Path; from search_space.space import load_space; "
             "from search_space.sweep import run_sweep; run_sweep(load_space(sys.argv[1]), Path(sys.argv[2]))")
@@ -156,7 +157,8 @@ def test_a_killed_worker_leaves_a_stale_trial_that_resumes_from_its_checkpoint(t
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGKILL)  # no warning: the trial stays RUNNING in the database
     proc.wait()
-    url = storage_url(None, tmp_path / "lab")
+    url = storage_url("lab.journal" if storage == "journal" else None, tmp_path / "lab")
+    url = open_storage(url) if storage == "journal" else url
     assert [t.state.name for t in optuna.load_study(study_name="mini", storage=url).trials] == ["RUNNING"]
     time.sleep(4)  # heartbeat goes stale
     subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "lab")], env=env, cwd=ROOT, check=True)
