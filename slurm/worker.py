@@ -31,9 +31,12 @@ from trials.db import open_storage, storage_url
 def job_identity() -> dict:
     """What every trial records about the job that ran it."""
     env = submitit.JobEnvironment()
-    paths = env.paths
+    try:
+        logs = {"slurm_stdout": str(env.paths.stdout), "slurm_stderr": str(env.paths.stderr)}
+    except KeyError:  # the debug executor runs in this process and writes no log files
+        logs = {"slurm_stdout": None, "slurm_stderr": None}
     return {"slurm_job": str(env.job_id), "slurm_job_id": str(env.raw_job_id), "slurm_array_index": env.array_task_id,
-            "node": env.hostname, "slurm_stdout": str(paths.stdout), "slurm_stderr": str(paths.stderr),
+            "node": env.hostname, **logs,
             "slurm_restarts": int(os.environ.get("SLURM_RESTART_COUNT", 0))}
 
 

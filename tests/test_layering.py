@@ -10,6 +10,9 @@ FORBIDDEN = {
                "submitit", "torch.distributed"},
     "trials": {"search_space", "slurm", "analysis", "lclab"},
     "search_space": {"slurm", "analysis", "lclab"},
+    "slurm": {"analysis", "lclab"},
+    # analysis reads the trial database (trials.db) and run artifacts, never the machinery that made them
+    "analysis": {"search_space", "slurm", "lclab", "lightning", "submitit", "torch"},
 }
 
 
