@@ -57,6 +57,9 @@ def check_study(lab: Lab, study: str) -> None:
 def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None = None) -> StudyAnalysis:
     check_study(lab, study)
     info = lab.studies[study]
+    if not 0 <= objective < len(info.objectives):
+        raise ConfigError("--objective", f"study '{study}' has {len(info.objectives)} objective(s) ({', '.join(info.objectives)})",
+                          f"pass --objective between 0 and {len(info.objectives) - 1}")
     metric, maximize = info.objectives[objective], info.maximize(objective)
     rows = lab.frame[lab.frame.study == study]
     df = fx.scored(lab, study, objective)

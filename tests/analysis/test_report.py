@@ -93,6 +93,7 @@ def test_a_partial_study_is_reported_with_what_is_missing(planted_db, tmp_path):
     (["empty"], "study 'empty'"),
     (["all_failed"], "none completed; failure reasons: loss diverged"),
     (["nope"], "no study named 'nope'"),
+    (["planted", "--objective", "3"], "has 1 objective(s) (val/loss_compressed)"),
     (["planted", "--storage", "/nonexistent/lab.db"], "no trial database at /nonexistent/lab.db"),
     (["planted", "--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open the trial database"),
 ])
