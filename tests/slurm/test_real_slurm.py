@@ -168,3 +168,17 @@ def test_a_profile_with_a_wrong_partition_is_refused_with_slurms_reason(slurm, t
     profile.write_text(yaml.safe_dump({"name": "bad", "partition": "no_such_partition", "time_min": 5, "signal_delay_s": 10}))
     r = lclab("sweep", mini_space(tmp_path), "--cluster", profile, "--lab", tmp_path / "lab")
     assert r.returncode == 2 and "Invalid partition name specified" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_asha_prunes_across_slurm_jobs_through_the_shared_storage(slurm, tmp_path):
+    lrs = [3.0e-3, 1.0e-7, 3.0e-8, 1.0e-8, 3.0e-9]  # the first learns, the rest barely move
+    space = mini_space(tmp_path, name="asha", seeds=[0], budget={"steps": 20}, n_trials=5,
+                       pruner={"name": "asha", "min_resource": 1280, "reduction_factor": 2},
+                       axes={"lr_encoder": {"values": lrs}, "lr_decoder": {"values": [1.0e-3]}},
+                       base={**MINI_BASE, "train": {**MINI_BASE["train"], "val_every": 5}})
+    r = lclab("sweep", space, "--cluster", "local_slurm", "--jobs", "2", "--threads", "1", "--wait", "--lab", tmp_path / "lab")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["asha"])
+    assert (frame.state == "PRUNED").sum() >= 2 and frame.slurm_job_id.notna().all()
+    assert frame.loc[frame.value.idxmin(), "param.lr_encoder"] == 3.0e-3
+    assert frame[frame["param.lr_encoder"] == 3.0e-3].state.item() == "COMPLETE"
