@@ -146,7 +146,9 @@ def sweep(
 def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait: bool) -> None:
     import optuna
 
-    from search_space.sweep import counts, target_trials, trained
+    from optuna.trial import TrialState
+
+    from search_space.sweep import counts, fail_stale, target_trials, trained
     from slurm.dispatch import FINISHED, Watcher, job_table, sacct, state_of, submit
     from slurm.profiles import load_profile
 
@@ -162,7 +164,9 @@ def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait:
     while True:
         if profile.executor == "slurm":
             rows = watcher.states([j.job_id for j in submitted])
-            done = [state_of(rows, j.job_id)["state"] in FINISHED for j in submitted]
+            fail_stale(study)  # a job that ended mid-trial leaves a RUNNING trial until its heartbeat is stale
+            busy = {t.user_attrs.get("slurm_job") for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            done = [state_of(rows, j.job_id)["state"] in FINISHED and j.job_id not in busy for j in submitted]
         else:
             done = [j.done() for j in submitted]
         c = counts(study)

@@ -182,3 +182,20 @@ def test_asha_prunes_across_slurm_jobs_through_the_shared_storage(slurm, tmp_pat
     assert (frame.state == "PRUNED").sum() >= 2 and frame.slurm_job_id.notna().all()
     assert frame.loc[frame.value.idxmin(), "param.lr_encoder"] == 3.0e-3
     assert frame[frame["param.lr_encoder"] == 3.0e-3].state.item() == "COMPLETE"
+
+
+def test_a_job_reaching_its_real_time_limit_is_requeued_and_resumes_its_trial(slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("LCLAB_GRACE_S", "30")  # longer than a requeue (~7 s): the requeued job resumes the trial itself
+    # Slurm sends USR2 `signal_delay_s` before the 2-minute limit (its timer is coarse, so the margin is wide);
+    # a requeued run is warned again after ~30 s here, so the trial may need several requeues to finish
+    profile = tmp_path / "short.yaml"
+    profile.write_text(yaml.safe_dump({"name": "short", "time_min": 2, "signal_delay_s": 70, "cpus_per_task": 1,
+                                       "max_requeues": 10}))
+    space_path = long_space(tmp_path, steps=12000)
+    lab = tmp_path / "lab"
+    r = lclab("sweep", space_path, "--cluster", profile, "--jobs", "1", "--threads", "1", "--wait", "--lab", lab)
+    # the job itself may end FAILED: a requeued run is warned again ~30 s in, which can hit it while it exits
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    [trial] = study_of(space_path, lab).get_trials(deepcopy=False)
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["slurm_restarts"] >= 1
+    assert trial.user_attrs["preempted"] >= 1 and trial.user_attrs["metrics"]["meta/resumed_from_step"] > 0
