@@ -77,6 +77,16 @@ def training_reported(study, lab, name):
     return bool(running) and bool(running[0].intermediate_values) and any((lab / "runs" / name).glob("*/checkpoints/last.ckpt"))
 
 
+def start_long_trial(profile, tmp_path):
+    """Submit one worker on a long single-trial space and return once that trial is training mid-way."""
+    space_path = long_space(tmp_path)
+    lab = tmp_path / "lab"
+    [job] = submit(load_space(space_path), lab, profile, jobs=1, threads=1)
+    study = study_of(space_path, lab)
+    wait_for(lambda: training_reported(study, lab, "long"))
+    return space_path, lab, job, study
+
+
 def uninterrupted_metrics(tmp_path, study):
     trial = study.trials[0]
     cfg = config_from_dict({**trial.user_attrs["config"], "output_dir": str(tmp_path / "reference")})
@@ -97,11 +107,7 @@ def test_a_sweep_runs_as_a_job_array_and_every_trial_records_its_job(slurm, tmp_
 
 @pytest.mark.parametrize("timeout", [False, True], ids=["preempted", "timed_out"])
 def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(slurm, tmp_path, timeout):
-    space_path = long_space(tmp_path)
-    lab = tmp_path / "lab"
-    [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
-    study = study_of(space_path, lab)
-    wait_for(lambda: training_reported(study, lab, "long"))
+    space_path, lab, job, study = start_long_trial(slurm, tmp_path)
     job._interrupt(timeout=timeout)  # what Slurm sends before preemption / the time limit (USR2)
     wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
     [trial] = study.get_trials(deepcopy=False)
@@ -116,11 +122,7 @@ def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(
 
 
 def test_scontrol_requeue_resumes_the_same_trial_from_its_checkpoint(slurm, tmp_path):
-    space_path = long_space(tmp_path)
-    lab = tmp_path / "lab"
-    [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
-    study = study_of(space_path, lab)
-    wait_for(lambda: training_reported(study, lab, "long"))
+    space_path, lab, job, study = start_long_trial(slurm, tmp_path)
     subprocess.run(["scontrol", "requeue", job.job_id], check=True)  # no signal: the job restarts from scratch
     wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
     [trial] = study.get_trials(deepcopy=False)
@@ -130,11 +132,7 @@ def test_scontrol_requeue_resumes_the_same_trial_from_its_checkpoint(slurm, tmp_
 
 @pytest.mark.parametrize("how", ["lclab_cancel", "scancel"])
 def test_a_cancelled_job_leaves_a_trial_that_a_resumed_sweep_completes(slurm, tmp_path, how):
-    space_path = long_space(tmp_path)
-    lab = tmp_path / "lab"
-    [job] = submit(load_space(space_path), lab, slurm, jobs=1, threads=1)
-    study = study_of(space_path, lab)
-    wait_for(lambda: training_reported(study, lab, "long"))
+    space_path, lab, job, study = start_long_trial(slurm, tmp_path)
     if how == "lclab_cancel":
         r = lclab("cancel", "long", "--lab", lab)
         assert r.returncode == 0 and "trials queued to resume: 0" in r.stdout, r.stdout + r.stderr
