@@ -255,9 +255,14 @@ def fail_stale(study: optuna.Study) -> None:
         return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if time.time() - t.user_attrs.get("heartbeat", time.time()) > GRACE_S:
-            study._storage.set_trial_user_attr(t._trial_id, "stale", True)
-            if study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                enqueue_retry(study, t)
+            fail_and_retry(study, t, "stale")
+
+
+def fail_and_retry(study: optuna.Study, trial, reason: str) -> None:
+    """Fail a RUNNING trial whose worker is gone (marked with `reason`) and queue its retry."""
+    study._storage.set_trial_user_attr(trial._trial_id, reason, True)
+    if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        enqueue_retry(study, trial)
 
 
 def enqueue_retry(study: optuna.Study, trial) -> None:

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 from search_space.space import Space
-from search_space.sweep import enqueue_retry, open_study
+from search_space.sweep import fail_and_retry, open_study
 from slurm.profiles import ClusterProfile
 from slurm.worker import SweepJob
 from trials.db import open_storage, storage_url
@@ -130,9 +130,7 @@ def cancel(study: optuna.Study) -> tuple[list[str], list[int]]:
     jobs = {r["job"] for r in rows}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("slurm_job") in jobs:
-            study._storage.set_trial_user_attr(t._trial_id, "cancelled", True)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            enqueue_retry(study, t)
+            fail_and_retry(study, t, "cancelled")
             retried.append(t.number)
     return live, retried
 
