@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import optuna
@@ -28,6 +29,7 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 from trials import DivergedError, budget_steps, run_trial
+from trials.config import TrialConfig
 from trials.db import GRACE_S, HEARTBEAT_S, open_storage, storage_url
 
 from .registry import PRUNERS, SAMPLERS, build
@@ -64,20 +66,26 @@ def suggest(trial: optuna.Trial, axis: Axis):
 
 
 class PruningReporter(L.Callback):
-    """Reports the objective to Optuna at every validation (keyed by tokens seen) and stops pruned trials."""
+    """Reports the objective to Optuna at every validation (keyed by tokens seen) and stops pruned trials.
+    Under DDP only rank 0 holds the trial (the others pass None) and its decision reaches every rank."""
 
-    def __init__(self, trial: optuna.Trial, metric: str, tokens_per_step: int):
+    def __init__(self, trial: optuna.Trial | None, metric: str, tokens_per_step: int):
         self.trial, self.metric, self.tokens_per_step = trial, metric, tokens_per_step  # Optuna knows the direction
 
     def on_validation_end(self, trainer, module):
-        value = module.val_metrics.get(self.metric)
-        if value is None or not math.isfinite(value) or trainer.sanity_checking:
+        if trainer.sanity_checking:
             return
-        tokens = trainer.global_step * self.tokens_per_step
-        self.trial.report(value, tokens)
-        if self.trial.should_prune():
-            self.trial.set_user_attr("pruned_at_tokens", tokens)
-            raise optuna.TrialPruned(f"pruned at {tokens} tokens ({self.metric} = {value:.4f})")
+        verdict = None
+        value = module.val_metrics.get(self.metric)
+        if self.trial is not None and value is not None and math.isfinite(value):
+            tokens = trainer.global_step * self.tokens_per_step
+            self.trial.report(value, tokens)
+            if self.trial.should_prune():
+                self.trial.set_user_attr("pruned_at_tokens", tokens)
+                verdict = f"pruned at {tokens} tokens ({self.metric} = {value:.4f})"
+        verdict = trainer.strategy.broadcast(verdict)  # every DDP rank stops at the same step
+        if verdict is not None:
+            raise optuna.TrialPruned(verdict)
 
 
 class Preempted(Exception):
@@ -114,7 +122,9 @@ class StopRequest(L.Callback):
         self.on_train_end(trainer, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if self.requested:
+        # under DDP a signal may reach one rank a step before another: all stop once any of them has it
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            self.requested = True
             raise KeyboardInterrupt
 
 
@@ -125,6 +135,8 @@ class Objective:
     log: str | None = None
     attrs: dict | None = None  # recorded with every trial this worker runs (Slurm job id, node, log paths)
     stop: StopRequest | None = None
+    # rank 0 of a multi-process (DDP) worker tells its other ranks what to train, right before training it
+    announce: Callable[[TrialConfig, bool], None] | None = None
 
     def point(self, trial: optuna.Trial) -> dict:
         point = {}
@@ -178,6 +190,8 @@ class Objective:
                 cfg.train.val_every = max(1, budget_steps(cfg) // 4)
             tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
             callbacks.append(PruningReporter(trial, metric, tokens_per_step))
+        if self.announce is not None:
+            self.announce(cfg, space.pruner["name"] != "none")
         try:
             with journal_heartbeat(trial.study, trial._trial_id):
                 result = run_trial(cfg, resume=True, callbacks=callbacks)  # resume: a retried trial continues its checkpoint

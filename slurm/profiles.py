@@ -24,8 +24,8 @@ class ClusterProfile:
     account: Optional[str] = None
     qos: Optional[str] = None
     time_min: int = 60  # per job; a worker is requeued (and resumes its trial) when it runs out
-    nodes: int = 1
-    tasks_per_node: int = 1
+    nodes: int = 1  # per trial: above 1 (or tasks_per_node above 1) each trial trains with DDP over the job's tasks
+    tasks_per_node: int = 1  # one per GPU
     gpus_per_node: int = 0
     cpus_per_task: int = 2
     mem_gb: Optional[float] = None
@@ -48,9 +48,9 @@ class ClusterProfile:
         if self.signal_delay_s >= self.time_min * 60:
             raise ConfigError("signal_delay_s", f"{self.signal_delay_s} s is not shorter than time_min ({self.time_min} min)",
                               "warn a job well before its time limit, e.g. signal_delay_s: 90")
-        if self.nodes * self.tasks_per_node > 1:
-            raise ConfigError("tasks_per_node", "multi-GPU / multi-node trials (DDP) are not supported yet",
-                              "use nodes: 1 and tasks_per_node: 1 (one trial per GPU); scale out with --jobs")
+        if self.gpus_per_node and self.tasks_per_node != self.gpus_per_node:
+            raise ConfigError("tasks_per_node", f"{self.tasks_per_node} tasks for {self.gpus_per_node} GPUs per node: "
+                              "a DDP trial runs one task per GPU", f"set tasks_per_node: {self.gpus_per_node}")
         return self
 
     def to_dict(self) -> dict:

@@ -9,11 +9,16 @@ the next trial (no barrier between trials or jobs). Preemption-safe:
 - A job requeued without warning (`scontrol requeue`, node failure with requeue) resumes its RUNNING trial the
   same way, from the last periodic checkpoint.
 - A job killed for good is caught by Optuna's heartbeat: its trial is failed once stale and retried elsewhere
-  from the checkpoint, keeping its intermediate values."""
+  from the checkpoint, keeping its intermediate values.
+
+A job of several tasks (a profile with tasks_per_node or nodes above 1: one task per GPU) trains each trial with
+DDP: rank 0 runs the loop above and alone talks to the study; before each trial it sends the resolved config to
+the other ranks, which train it with it (stopping, pruning and checkpointing together) and record nothing."""
 from __future__ import annotations
 
 import os
 import signal
+from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -23,9 +28,14 @@ from optuna.trial import TrialState
 
 from search_space.registry import PRUNERS, SAMPLERS, build
 from search_space.space import load_space
-from search_space.sweep import ENUMERATED, Objective, Preempted, StopAt, StopRequest, target_trials
-from trials import DivergedError
+from search_space.sweep import ENUMERATED, Objective, Preempted, PruningReporter, StopAt, StopRequest, target_trials
+from trials import DivergedError, run_trial
+from trials.config import TrialConfig
 from trials.db import open_storage, storage_url
+from trials.distributed import broadcast
+
+# how long a rank waits for the others (a collective) before its job fails: a dead rank must not hold GPUs for hours
+COLLECTIVE_TIMEOUT = timedelta(minutes=15)
 
 
 def job_identity() -> dict:
@@ -67,6 +77,41 @@ def own_running_trials(study: optuna.Study, job: str) -> list[int]:
             if t.user_attrs.get("slurm_job") == job]
 
 
+def join_process_group() -> int:
+    """Join this job's tasks into one process group (one task per device); returns the number of tasks."""
+    import torch
+    import torch.distributed as dist
+
+    env = submitit.JobEnvironment()
+    if env.num_tasks == 1:
+        return 1
+    # every task sees all of its node's GPUs; Lightning picks cuda:LOCAL_RANK
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(env.local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    return env.num_tasks
+
+
+def announce(cfg: TrialConfig, prune: bool) -> None:
+    broadcast((cfg, prune))
+
+
+def follow(stop: StopRequest) -> dict:
+    """A rank above 0: train whatever rank 0 announces, until it announces the end (None)."""
+    ran = 0
+    while (task := broadcast()) is not None:
+        cfg, prune = task
+        try:
+            run_trial(cfg, resume=True, callbacks=[stop, *([PruningReporter(None, "", 0)] if prune else [])])
+        except (optuna.TrialPruned, DivergedError):
+            pass  # rank 0 saw the same and records it
+        except (KeyboardInterrupt, SystemExit):
+            return {"trials": ran, "stopped": True}  # checkpointed; rank 0 requeues the job
+        ran += 1
+    return {"trials": ran}
+
+
 class SweepJob(submitit.helpers.Checkpointable):
     """A checkpointable sweep worker: submitit calls `checkpoint` on preemption/timeout and requeues the job
     with the same arguments (Checkpointable's default); the requeued job finds its RUNNING trial by job id."""
@@ -75,13 +120,17 @@ class SweepJob(submitit.helpers.Checkpointable):
         import torch
 
         torch.set_num_threads(threads)
+        stop = StopRequest()  # while a trial trains, a signal only asks it to checkpoint at the next step boundary
+        world = join_process_group()
+        if submitit.JobEnvironment().global_rank > 0:
+            return follow(stop)
         space = load_space(space_path)
         identity = job_identity()
         study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
                                   sampler=build(SAMPLERS, space.sampler, seed=os.getpid()),
                                   pruner=build(PRUNERS, space.pruner))
-        stop = StopRequest()  # while a trial trains, a signal only asks it to checkpoint at the next step boundary
-        objective = Objective(space, Path(lab_dir), identity["slurm_stdout"], identity, stop)
+        objective = Objective(space, Path(lab_dir), identity["slurm_stdout"], {**identity, "devices": world}, stop,
+                              announce if world > 1 else None)
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint(), requeue, exit
         target = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0), space.sampler["name"] in ENUMERATED)
         ran = 0
@@ -92,6 +141,8 @@ class SweepJob(submitit.helpers.Checkpointable):
             while not target.reached(study):
                 run_one(study, objective, study.ask())
                 ran += 1
+            if world > 1:
+                broadcast(None)  # the study is done: release the other ranks
         except Preempted:
             if callable(requeue):
                 requeue(signal.SIGUSR2, None)

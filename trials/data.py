@@ -1,7 +1,7 @@
 """Batches for a trial: synthetic tasks or tokenized text, as a `LightningDataModule`.
 
 Training batch `i` is a pure function of (seed, i), so a run resumed at step k sees exactly the
-batches an uninterrupted run would have seen. Validation data never depends on the trial seed:
+batches an uninterrupted run would have seen, and a DDP run's ranks split that same batch. Validation data never depends on the trial seed:
 every trial of a study is scored on the same examples.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from models import ConfigError
 
 from .config import DataConfig, TrialConfig
 from .corpus import cache_dir, load_corpus, token_shard
+from .distributed import rank_world
 from .synthetic import generate, layout
 from .tokenizer import BPETokenizer, ByteTokenizer
 
@@ -98,8 +99,11 @@ class _StepStream(IterableDataset):
         self.source, self.seed, self.B, self.start, self.stop = source, seed, B, start, stop
 
     def __iter__(self) -> Iterator[dict]:
+        rank, world = rank_world()
         for step in range(self.start, self.stop):
-            yield self.source.train_batch(self.seed, step, self.B)
+            batch = self.source.train_batch(self.seed, step, self.B)
+            # under DDP each rank trains on its share of the same global batch: the trial sees the same data at any world size
+            yield {k: v[rank::world] for k, v in batch.items()} if world > 1 else batch
 
 
 class TrialData(L.LightningDataModule):
@@ -117,7 +121,8 @@ class TrialData(L.LightningDataModule):
 
     def val_dataloader(self):
         if self._val is None:
-            self._val = self.source.val_batches(self.cfg.train.batch_size)
+            rank, world = rank_world()
+            self._val = self.source.val_batches(self.cfg.train.batch_size)[rank::world]  # gathered after the epoch
         return DataLoader(self._val, batch_size=None)
 
     def state_dict(self) -> dict:

@@ -10,6 +10,7 @@ import torch
 from models import LCLM
 
 from .config import TrainConfig, TrialConfig
+from .distributed import gather_lists
 from .metrics import EVAL_MODES, example_stats, masked_loss, summarize
 
 
@@ -70,7 +71,8 @@ class LCLMTrial(L.LightningModule):
         mode = self.mode_for_step(self.global_step)
         text, mask = self.targets(batch, mode)
         loss = masked_loss(self.model(batch["context"], text, mode), text, mask)
-        if not torch.isfinite(loss):
+        # every DDP rank must agree, or the finite ones would wait for the others' gradients forever
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             raise DivergedError(f"training loss is {loss.item()} at step {self.global_step} (mode {mode})")
         self.log("train/loss", loss, prog_bar=True)
         self.log(f"train/loss_{mode}", loss)
@@ -89,7 +91,10 @@ class LCLMTrial(L.LightningModule):
         self.val_records.append(record)
 
     def on_validation_epoch_end(self):
-        if not self.val_records or self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
+            return
+        self.val_records = gather_lists(self.val_records)  # DDP ranks validated disjoint batches
+        if not self.val_records:
             return
         self.val_metrics, self.val_step = summarize(self.val_records), self.global_step
         self.log_dict({k: v for k, v in self.val_metrics.items() if isinstance(v, float) and math.isfinite(v)})

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import resource
 import time
 import warnings
@@ -17,13 +18,15 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.strategies import DDPStrategy
 
-from models import flops_per_token, forward_flops, param_counts
+from models import ConfigError, flops_per_token, forward_flops, param_counts
 from models.attention import resolve
 
 from .config import TrainConfig, TrialConfig
 from .corpus import cache_dir
 from .data import TrialData, make_source
+from .distributed import barrier, broadcast, is_leader, rank_world
 from .module import LCLMTrial
 
 QUALITY_PREFIXES = ("val/", "params/", "flops_per_token/", "train/")  # deterministic for a fixed seed on CPU
@@ -93,12 +96,32 @@ def warm_decoder(cfg: TrialConfig) -> Path:
     warm = dataclasses.replace(cfg, name="warm-decoder", seed=0, model=base, train=t, progress=False,
                                output_dir=str(cache_dir() / "warm"))
     path = cache_dir() / "warm" / f"decoder-{warm.hash()}.pt"
-    if not path.exists():
+    if not broadcast(path.exists()):  # DDP ranks train it together, so they must agree on whether to
         result = run_trial(warm)
-        tmp = path.with_suffix(".tmp")
-        torch.save(result.module.model.decoder.state_dict(), tmp)
-        tmp.replace(path)
+        if is_leader():
+            tmp = path.with_suffix(".tmp")
+            torch.save(result.module.model.decoder.state_dict(), tmp)
+            tmp.replace(path)
+        barrier()
     return path
+
+
+def trainer_layout(cfg: TrialConfig) -> dict:
+    """Accelerator, devices, nodes and strategy: one device, or DDP over the process group the worker joined
+    (one process per device; the Slurm job's tasks). Under Slurm, submitit owns requeueing, never Lightning."""
+    gpu = torch.cuda.is_available()
+    layout = {"accelerator": "gpu" if gpu else "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
+              "plugins": [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None}
+    world = rank_world()[1]
+    if world > 1:
+        if cfg.train.batch_size % world:
+            raise ConfigError("train.batch_size", f"{cfg.train.batch_size} does not split over {world} DDP processes",
+                              f"use a batch size divisible by {world}, or fewer GPUs per trial in the cluster profile")
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        # the encoder and adapter sit idle on full-context steps: DDP must not wait for their gradients
+        layout.update(devices=per_node, num_nodes=world // per_node,
+                      strategy=DDPStrategy(find_unused_parameters=True, process_group_backend="nccl" if gpu else "gloo"))
+    return layout
 
 
 def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple = ()) -> TrialResult:
@@ -112,7 +135,8 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     run_dir = Path(cfg.output_dir) / f"{cfg.name}-{cfg.hash()[:8]}"
     ckpt_dir = run_dir / "checkpoints"
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if is_leader():
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     L.seed_everything(cfg.seed, verbose=False)
     module = LCLMTrial(cfg, steps)
@@ -124,14 +148,12 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
                                  save_last=True, enable_version_counter=False)
     trainer = L.Trainer(
-        max_steps=steps, accelerator="gpu" if gpu else "cpu", devices=1, precision=precision,
+        max_steps=steps, precision=precision, **trainer_layout(cfg),
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
         val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=cfg.train.log_every,
-        # under Slurm the sweep worker (submitit) owns requeueing, never Lightning's own SIGUSR1 handler
-        plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
     )
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if resume and last.exists() else None
@@ -158,6 +180,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         "sys/tokens_per_s": (trainer.global_step - start_step) * tokens_per_step / max(train_s, 1e-9),
         "sys/peak_mem_mb": (torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
         "sys/wall_s": time.perf_counter() - started,
+        "sys/devices": trainer.world_size,
         "meta/config_hash": cfg.hash(),
         "meta/data_fingerprint": source.fingerprint,
         "meta/seed": cfg.seed,
@@ -166,5 +189,6 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     trainer.logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("val/")},
                                step=trainer.global_step)
     trainer.logger.finalize("success")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
+    if is_leader():
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
     return TrialResult(metrics, run_dir, module)

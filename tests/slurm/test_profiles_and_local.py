@@ -33,7 +33,7 @@ def test_shipped_profiles_load():
     ({"gpus_per_node": -1}, "must not be negative"),
     ({"executor": "pbs"}, "executor"),
     ({"time_min": 1, "signal_delay_s": 120}, "not shorter than time_min"),
-    ({"tasks_per_node": 2}, "not supported yet"),
+    ({"gpus_per_node": 4, "tasks_per_node": 2}, "one task per GPU"),
     ({"setup": "module load cuda"}, "setup"),
 ])
 def test_bad_profiles_are_refused_before_submission(tmp_path, body, message):

@@ -1,6 +1,7 @@
 """Against a real one-node Slurm with accounting (slurm/local_cluster/up.sh; `.ci/run` starts it): job arrays,
 preemption and time-limit requeue resuming the same trial, scontrol requeue, scancel, crashes, refusals.
 No mocking of submitit or of Slurm commands."""
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from search_space.space import load_space
 from slurm.dispatch import submit
 from slurm.profiles import load_profile
 from tests.search_space.test_sweep import MINI_BASE, mini_space
+from tests.slurm.test_ddp import ddp_sweep
 from tests.services import unavailable
 from trials import config_from_dict, run_trial
 from trials.db import load_frame, open_storage, storage_url
@@ -103,6 +105,27 @@ def test_a_sweep_runs_as_a_job_array_and_every_trial_records_its_job(slurm, tmp_
     assert frame.slurm_stdout.map(lambda p: Path(p).is_file()).all()
     jobs = lclab("jobs", "mini", "--lab", tmp_path / "lab")
     assert jobs.returncode == 0 and jobs.stdout.count("COMPLETED") == 2, jobs.stdout
+
+
+def test_a_ddp_trial_over_two_slurm_tasks_is_preempted_and_resumes_the_same_trial_bit_identically(slurm, tmp_path):
+    profile = dataclasses.replace(slurm, tasks_per_node=2)
+    space_path = long_space(tmp_path, steps=2 * VAL_EVERY)
+    lab = tmp_path / "lab"
+    [job] = submit(load_space(space_path), lab, profile, jobs=1, threads=1)
+    study = study_of(space_path, lab)
+    wait_for(lambda: training_reported(study, lab, "long"))
+    job._interrupt()  # Slurm signals every task; the ranks agree on the step to stop at
+    wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
+    [trial] = study.get_trials(deepcopy=False)  # rank 1 never touched the study
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["devices"] == 2
+    assert trial.user_attrs["preempted"] == 1 and trial.user_attrs["slurm_restarts"] == 1
+    assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2)]
+    metrics = trial.user_attrs["metrics"]
+    assert metrics["meta/resumed_from_step"] > 0 and metrics["sys/devices"] == 2
+    (tmp_path / "reference").mkdir()
+    [reference] = ddp_sweep(tmp_path / "reference", space_path).to_dict("records")  # the same DDP trial, uninterrupted
+    for key in ("val/loss_compressed", "val/loss_full", "val/recon_acc", "train/steps"):
+        assert metrics[key] == reference[key], key
 
 
 @pytest.mark.parametrize("timeout", [False, True], ids=["preempted", "timed_out"])
