@@ -32,7 +32,7 @@ from search_space.sweep import ENUMERATED, Objective, Preempted, PruningReporter
 from trials import DivergedError, run_trial
 from trials.config import TrialConfig
 from trials.db import open_storage, storage_url
-from trials.distributed import broadcast
+from trials.distributed import broadcast, use_gpu
 
 # how long a rank waits for the others (a collective) before its job fails: a dead rank must not hold GPUs for hours
 COLLECTIVE_TIMEOUT = timedelta(minutes=15)
@@ -87,9 +87,9 @@ def join_process_group() -> int:
         return 1
     # every task sees all of its node's GPUs; Lightning picks cuda:LOCAL_RANK
     submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-    if torch.cuda.is_available():
+    if use_gpu():
         torch.cuda.set_device(env.local_rank)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", timeout=COLLECTIVE_TIMEOUT)
+    dist.init_process_group("nccl" if use_gpu() else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return env.num_tasks
 
 

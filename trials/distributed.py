@@ -4,8 +4,10 @@ A DDP trial runs one process per device; whoever launched them (a Slurm job's ta
 has already joined them into the default process group. Every helper is a no-op in a single process."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 
@@ -14,6 +16,11 @@ def rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def use_gpu() -> bool:
+    """Train on GPUs when this node has one for each of its processes (a CPU job on a GPU machine stays on CPU)."""
+    return torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
 
 
 def is_leader() -> bool:

@@ -26,7 +26,7 @@ from models.attention import resolve
 from .config import TrainConfig, TrialConfig
 from .corpus import cache_dir
 from .data import TrialData, make_source
-from .distributed import barrier, broadcast, is_leader, rank_world
+from .distributed import barrier, broadcast, is_leader, rank_world, use_gpu
 from .module import LCLMTrial
 
 QUALITY_PREFIXES = ("val/", "params/", "flops_per_token/", "train/")  # deterministic for a fixed seed on CPU
@@ -80,7 +80,7 @@ def _quiet_lightning() -> None:
 
 def resolve_config(cfg: TrialConfig, source) -> TrialConfig:
     """Fill what the data and the machine decide: vocabulary size and attention backend."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if use_gpu() else "cpu"
     model = dataclasses.replace(cfg.model, vocab_size=source.vocab_size, attention=resolve(cfg.model.attention, device))
     return dataclasses.replace(cfg, model=model).validate()
 
@@ -109,7 +109,7 @@ def warm_decoder(cfg: TrialConfig) -> Path:
 def trainer_layout(cfg: TrialConfig) -> dict:
     """Accelerator, devices, nodes and strategy: one device, or DDP over the process group the worker joined
     (one process per device; the Slurm job's tasks). Under Slurm, submitit owns requeueing, never Lightning."""
-    gpu = torch.cuda.is_available()
+    gpu = use_gpu()
     layout = {"accelerator": "gpu" if gpu else "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
               "plugins": [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None}
     world = rank_world()[1]
@@ -143,7 +143,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     if cfg.train.decoder_init == "warm":
         module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg), weights_only=True))
     data = TrialData(cfg, source, steps)
-    gpu = torch.cuda.is_available()
+    gpu = use_gpu()
     precision = {"auto": "bf16-mixed" if gpu else "32-true", "32": "32-true", "bf16": "bf16-mixed"}[cfg.train.precision]
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
                                  save_last=True, enable_version_counter=False)

@@ -27,12 +27,14 @@ def ddp_sweep(tmp_path, space):
     return load_frame(storage_url(None, tmp_path / "lab"), [yaml.safe_load(Path(space).read_text())["name"]])
 
 
-def test_a_ddp_trial_matches_the_same_trial_in_one_process(tmp_path):
+def test_a_ddp_trial_matches_the_same_trial_in_one_process(tmp_path, monkeypatch):
     space = mini_space(tmp_path, budget={"steps": 6}, seeds=[0], n_trials=2, axes={"ratio": {"values": [4, 8]}})
     frame = ddp_sweep(tmp_path, space)
     assert list(frame.state) == ["COMPLETE", "COMPLETE"]  # one row per trial: the second rank recorded nothing
     assert (frame["sys/devices"] == 2).all() and (frame.devices == 2).all()
     torch.set_num_threads(1)
+    # the DDP ranks trained on CPU (2 processes, fewer GPUs than that on a 1-GPU machine): so does the reference
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     for _, row in frame.iterrows():
         resolved = yaml.safe_load(Path(row.run_dir, "config.yaml").read_text())
         cfg = config_from_dict({**resolved, "output_dir": str(tmp_path / "single")})
