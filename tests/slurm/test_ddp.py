@@ -28,7 +28,9 @@ def ddp_sweep(tmp_path, space):
 
 
 def test_a_ddp_trial_matches_the_same_trial_in_one_process(tmp_path, monkeypatch):
-    space = mini_space(tmp_path, budget={"steps": 6}, seeds=[0], n_trials=2, axes={"ratio": {"values": [4, 8]}})
+    # a warm decoder too: the ranks train it together the first time, and the reference reuses it from the cache
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "decoder_init": "warm", "warm_steps": 6}}
+    space = mini_space(tmp_path, base=base, budget={"steps": 6}, seeds=[0], n_trials=2, axes={"ratio": {"values": [4, 8]}})
     frame = ddp_sweep(tmp_path, space)
     assert list(frame.state) == ["COMPLETE", "COMPLETE"]  # one row per trial: the second rank recorded nothing
     assert (frame["sys/devices"] == 2).all() and (frame.devices == 2).all()
