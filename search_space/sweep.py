@@ -97,16 +97,19 @@ class StopRequest(L.Callback):
     """While a trial trains, SIGTERM and SIGUSR2 (Slurm's preemption and time-limit warnings) only request a stop:
     the trial stops at the next step boundary, where its state is consistent, and saves its checkpoint
     (SaveOnInterrupt reacts to the KeyboardInterrupt). Outside training the worker's own handlers apply.
-    Lightning's SIGTERM handling would instead end the trial without a checkpoint."""
+    Lightning's SIGTERM handling would instead end the trial without a checkpoint. Only USR2 (submitit's warning)
+    asks the worker to requeue its job: SIGTERM comes from scancel, or from Slurm's own preemption, which
+    requeues by itself."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
     def __init__(self):
         self.requested = False
+        self.signum: int | None = None  # the signal this process received (under DDP a rank may stop on another's)
         self._previous: dict = {}
 
     def _request(self, signum, frame):
-        self.requested = True
+        self.requested, self.signum = True, signum
 
     def on_train_start(self, trainer, module):
         self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from trials.distributed import broadcast, use_gpu
 
 # how long a rank waits for the others (a collective) before its job fails: a dead rank must not hold GPUs for hours
 COLLECTIVE_TIMEOUT = timedelta(minutes=15)
+USR2_AFTER_TERM_S = 10.0
 
 
 def job_identity() -> dict:
@@ -144,7 +146,10 @@ class SweepJob(submitit.helpers.Checkpointable):
             if world > 1:
                 broadcast(None)  # the study is done: release the other ranks
         except Preempted:
-            if callable(requeue):
+            if stop.signum == signal.SIGUSR2 and callable(requeue):
                 requeue(signal.SIGUSR2, None)
+            # SIGTERM: preemption sends USR2 right after it (submitit's handler, back in place, then requeues and
+            # exits); scancel sends none, so the job ends and its trial stays RUNNING for the heartbeat's retry
+            time.sleep(USR2_AFTER_TERM_S)
             raise
         return {"trials": ran, **identity}
