@@ -105,11 +105,12 @@ class StopRequest(L.Callback):
 
     def __init__(self):
         self.requested = False
-        self.signum: int | None = None  # the signal this process received (under DDP a rank may stop on another's)
-        self._previous: dict = {}
+        self.received: set[int] = set()  # signals this process got (under DDP a rank may stop on another's);
+        self._previous: dict = {}        # a set, because Slurm delivers two signals in either order
 
     def _request(self, signum, frame):
-        self.requested, self.signum = True, signum
+        self.requested = True
+        self.received.add(signum)
 
     def on_train_start(self, trainer, module):
         self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}

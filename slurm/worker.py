@@ -146,7 +146,7 @@ class SweepJob(submitit.helpers.Checkpointable):
             if world > 1:
                 broadcast(None)  # the study is done: release the other ranks
         except Preempted:
-            if stop.signum == signal.SIGUSR2 and callable(requeue):
+            if signal.SIGUSR2 in stop.received and callable(requeue):
                 requeue(signal.SIGUSR2, None)
             # SIGTERM: preemption sends USR2 right after it (submitit's handler, back in place, then requeues and
             # exits); scancel sends none, so the job ends and its trial stays RUNNING for the heartbeat's retry
