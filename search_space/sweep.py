@@ -105,8 +105,10 @@ class StopRequest(L.Callback):
 
     def __init__(self):
         self.requested = False
-        self.received: set[int] = set()  # signals this process got (under DDP a rank may stop on another's);
-        self._previous: dict = {}        # a set, because Slurm delivers two signals in either order
+        # the signals this process got, as a set: Slurm may deliver SIGTERM and USR2 in either order
+        # (under DDP a rank may also stop on another rank's signal and get none itself)
+        self.received: set[int] = set()
+        self._previous: dict = {}
 
     def _request(self, signum, frame):
         self.requested = True
