@@ -61,8 +61,9 @@ def _finite(obj):
 
 def _header(lab: Lab, studies, analyses) -> list:
     frame = lab.frame[lab.frame.study.isin(studies)]
-    versions = sorted({f"{v['commit'][:12]}{' (dirty tree)' if v.get('dirty') else ''}" for v in frame["code_version"].dropna()}
-                      if "code_version" in frame else [])
+    versions = sorted({f"{c[:12]}{' (dirty tree)' if d is True else ''}" for c, d in
+                       frame[["code_version.commit", "code_version.dirty"]].dropna(subset=["code_version.commit"]).values}
+                      if "code_version.commit" in frame else [])
     corpora = sorted(frame["meta/data_fingerprint"].dropna().unique()) if "meta/data_fingerprint" in frame else []
     blocks = [("h", 1, f"lclab report: {', '.join(studies)}"),
               ("list", [f"storage: {lab.storage}", f"studies: {', '.join(studies)}",

@@ -96,6 +96,8 @@ def sweep(
     space: Path = typer.Argument(..., help="a space file, e.g. search_space/presets/quickstart.yaml"),
     workers: int = typer.Option(1, help="local worker processes sharing the study"),
     lab: Path = typer.Option(Path("lab"), help="lab directory: lab.db, runs/, caches"),
+    storage: Optional[str] = typer.Option(None, help="trial database URL or path, replacing the space's `storage:` "
+                                                     "(default: LAB/lab.db)"),
     replicate_top: Optional[int] = typer.Option(None, help="re-run the best K configurations with --seeds new seeds"),
     seeds: int = typer.Option(2, help="new seeds per configuration for --replicate-top"),
     cluster: Optional[str] = typer.Option(None, help="run workers through submitit: a profile (slurm/profiles/NAME.yaml "
@@ -110,7 +112,7 @@ def sweep(
     from search_space.space import load_space
     from search_space.sweep import counts, run_sweep, target_trials, trained
 
-    spec = load_space(space)
+    spec = load_space(space, storage)
     if cluster:
         _cluster_sweep(spec, lab, cluster, jobs, threads, wait)
         return

@@ -18,7 +18,10 @@ class ConfigError(ValueError):
 
     def render(self) -> str:
         where = f"{self.source}: " if self.source else ""
-        return f"{where}field '{self.field}': {self.problem}. Fix: {self.fix}."
+        # a problem or fix that already ends a sentence ("did you mean 'x'?") gets no second full stop
+        end = lambda text: text if text.rstrip().endswith((".", "?", "!")) else f"{text}."  # noqa: E731
+        fix = f" Fix: {end(self.fix)}" if self.fix else ""
+        return f"{where}field '{self.field}': {end(self.problem)}{fix}"
 
     def located(self, source: str) -> "ConfigError":
         return ConfigError(self.field, self.problem, self.fix, source)

@@ -32,7 +32,7 @@ import yaml
 
 from models import ConfigError, LCLM
 from trials import TrialConfig
-from trials.config import from_dict
+from trials.config import from_dict, read_text
 
 from .expr import Expression, ExpressionError
 
@@ -219,14 +219,18 @@ def _lines(node, prefix="", out=None) -> dict[str, int]:
     return out
 
 
-def load_space(path: str | Path) -> Space:
-    """Parse and check a space file; every problem is a SpaceError naming file:line, field and fix."""
+def load_space(path: str | Path, storage: str | None = None) -> Space:
+    """Parse and check a space file; every problem is a SpaceError naming file:line, field and fix.
+    `storage` (the CLI's --storage) replaces the file's `storage:`."""
     from .registry import PRUNERS, SAMPLERS
 
     path = Path(path)
     if not path.is_file():
         raise SpaceError("<space>", f"space file {path} does not exist", "pass a YAML file, e.g. search_space/presets/quickstart.yaml")
-    text = path.read_text()
+    try:
+        text = read_text(path, "<space>")
+    except ConfigError as err:
+        raise SpaceError(err.field, err.problem, err.fix, str(path)) from None
     try:
         data, lines = yaml.safe_load(text), _lines(yaml.compose(text))
     except yaml.YAMLError as err:
@@ -279,21 +283,38 @@ def load_space(path: str | Path) -> Space:
     if not isinstance(n_trials, int) or n_trials < 1:
         raise stub.error("n_trials", f"{n_trials!r} is not a positive integer", "set n_trials: 12")
     space = Space(data["name"], path, base, axes, derived, constraints, objectives, sampler, pruner, budget, seeds,
-                  n_trials, data.get("storage"), int(data.get("nuisance_trials", 4)), lines)
+                  n_trials, storage or data.get("storage"), int(data.get("nuisance_trials", 4)), lines)
     _check_values(space)
     _check_feasible(space)
     return space
 
 
 def _load_base(base, path: Path, stub: Space) -> dict:
+    """The base trial config, checked on its own first: a wrong field there is the base's fault, named in the
+    base file (with its line), never blamed on the axis that happens to be checked next."""
     if isinstance(base, str):
         file = (path.parent / base).resolve()
         if not file.is_file():
             raise stub.error("base", f"base config {file} does not exist", "give a path relative to the space file")
-        return yaml.safe_load(file.read_text()) or {}
-    if not isinstance(base, dict):
+        text = read_text(file, "base")
+        try:
+            data, lines = yaml.safe_load(text) or {}, _lines(yaml.compose(text))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            raise SpaceError("<yaml>", f"malformed YAML in the base config: {getattr(err, 'problem', err)}",
+                             "fix the indentation or quoting there", f"{file}:{mark.line + 1}" if mark else str(file)) from None
+        where = lambda key: f"{file}:{lines[key]}" if key in lines else str(file)  # noqa: E731
+        prefix = ""
+    elif isinstance(base, dict):
+        data, prefix = base, "base."
+        where = lambda key: f"{path}:{stub.lines.get('base.' + key, stub.lines.get('base', '?'))}"  # noqa: E731
+    else:
         raise stub.error("base", "base must be a path or a mapping", "write base: ../../configs/trial/tiny.yaml")
-    return base
+    try:
+        from_dict(TrialConfig, data)
+    except ConfigError as err:
+        raise SpaceError(prefix + err.field, f"in the base config: {err.problem}", err.fix, where(err.field)) from None
+    return data
 
 
 def _axis(name: str, spec: Any, stub: Space) -> Axis:

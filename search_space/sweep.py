@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from models import ConfigError
 from trials import DivergedError, budget_steps, run_trial
+from trials.distributed import device_name
 from trials.config import TrialConfig
 from trials.db import GRACE_S, HEARTBEAT_S, open_storage, storage_url
 
@@ -173,7 +174,8 @@ class Objective:
         trial.set_user_attr("scientific_key", json.dumps({a.name: point.get(a.name) for a in space.scientific}, sort_keys=True))
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("device", platform.processor() or platform.machine())
+        trial.set_user_attr("device", device_name())  # what trains it; the host's CPU architecture apart
+        trial.set_user_attr("host_arch", platform.machine())
         if self.log:
             trial.set_user_attr("log", self.log)
         for key, value in (self.attrs or {}).items():
@@ -369,7 +371,7 @@ def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> li
     return chosen
 
 
-def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None) -> None:
+def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None, storage: str | None = None) -> None:
     import torch
 
     if log:  # a worker's output (Lightning, tracebacks) goes to its own file, not over the live display
@@ -378,7 +380,7 @@ def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None) 
         os.dup2(fd, 1)
         os.dup2(fd, 2)
     torch.set_num_threads(threads)
-    space = load_space(space_path)
+    space = load_space(space_path, storage)
     study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
                               sampler=build(SAMPLERS, space.sampler, seed=os.getpid()), pruner=build(PRUNERS, space.pruner))
     stop = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0), space.sampler["name"] in ENUMERATED)
@@ -431,7 +433,7 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     ctx = mp.get_context("spawn")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
-    procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log)) for log in logs]
+    procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage)) for log in logs]
     for p in procs:
         p.start()
     try:

@@ -44,7 +44,8 @@ def submit(space: Space, lab_dir: Path, profile: ClusterProfile, jobs: int, thre
     executor = make_executor(profile, folder, space.name)
     source = str(Path(space.source).resolve())
     try:
-        submitted = executor.map_array(SweepJob(), [source] * jobs, [str(lab_dir)] * jobs, [threads] * jobs)
+        submitted = executor.map_array(SweepJob(), [source] * jobs, [str(lab_dir)] * jobs, [threads] * jobs,
+                                       [space.storage] * jobs)
     except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as err:
         message = str(err)  # submitit carries sbatch's own stderr
         raise ConfigError("--cluster", f"Slurm refused the job array: {' '.join(message.split())[:400]}",

@@ -118,7 +118,7 @@ class SweepJob(submitit.helpers.Checkpointable):
     """A checkpointable sweep worker: submitit calls `checkpoint` on preemption/timeout and requeues the job
     with the same arguments (Checkpointable's default); the requeued job finds its RUNNING trial by job id."""
 
-    def __call__(self, space_path: str, lab_dir: str, threads: int) -> dict:
+    def __call__(self, space_path: str, lab_dir: str, threads: int, storage: str | None = None) -> dict:
         import torch
 
         torch.set_num_threads(threads)
@@ -126,7 +126,7 @@ class SweepJob(submitit.helpers.Checkpointable):
         world = join_process_group()
         if submitit.JobEnvironment().global_rank > 0:
             return follow(stop)
-        space = load_space(space_path)
+        space = load_space(space_path, storage)
         identity = job_identity()
         study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
                                   sampler=build(SAMPLERS, space.sampler, seed=os.getpid()),

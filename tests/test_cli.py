@@ -67,3 +67,19 @@ def test_train_prints_the_summary_table(tmp_path):
     for name in ("val/loss_compressed", "val/retention", "val/reconstruction/exact_match", "params/total",
                  "flops_per_token/total", "sys/tokens_per_s", "run directory"):
         assert name in out.stdout, name
+
+
+def test_a_binary_file_as_config_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"PK\x03\x04\x00\xff\xfe\x80 binary checkpoint")
+    for command in (["train", path], ["sweep", path, "--lab", tmp_path / "lab"]):
+        out = lclab(*command)
+        assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout, out.stderr
+        message = " ".join(out.stderr.split())
+        assert "not a text file" in message and str(path) in message and "Fix:" in message
+
+
+def test_messages_end_with_one_full_stop(tmp_path):
+    out = lclab("train", write(tmp_path, "model:\n  poolng: mean\n"))
+    message = " ".join(out.stderr.split())
+    assert "did you mean 'pooling'?" in message and "?." not in message and ".." not in message

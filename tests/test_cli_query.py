@@ -54,3 +54,52 @@ def test_trials_where_sort_columns_and_formats(lab, tmp_path):
 def test_bad_queries_are_clear_errors(lab, args, message):
     out = lclab(*args, "--lab", lab)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_load_frame_reads_a_bare_path_by_its_suffix(lab, tmp_path):
+    from trials.db import load_frame
+
+    frame = load_frame(str(lab / "lab.db"), ["mini"])  # a .db path is SQLite, not a journal file
+    assert (frame.state == "COMPLETE").sum() == 4
+    with pytest.raises(Exception, match="cannot tell what kind of trial database.*journal"):
+        load_frame(str(tmp_path / "lab.txt"))
+
+
+def test_csv_export_has_flat_columns(lab, tmp_path):
+    out = lclab("trials", "mini", "--lab", lab, "--format", "csv", "-o", tmp_path / "t.csv")
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(tmp_path / "t.csv")
+    assert {"code_version.commit", "code_version.dirty", "device", "host_arch"} <= set(frame.columns)
+    assert "code_version" not in frame.columns and not frame["code_version.commit"].str.startswith("{").any()
+
+
+def test_sweep_report_and_trials_take_the_same_storage_option(tmp_path):
+    from tests.search_space.test_sweep import mini_space
+
+    space = mini_space(tmp_path, seeds=[0], budget={"steps": 2}, name="elsewhere")
+    db = tmp_path / "other" / "trials.db"
+    out = lclab("sweep", space, "--lab", tmp_path / "lab", "--storage", db)
+    assert out.returncode == 0, out.stderr
+    assert db.is_file() and not (tmp_path / "lab" / "lab.db").exists()
+    for command in (["trials", "elsewhere"], ["studies"], ["report", "elsewhere", "-o", tmp_path / "rep"]):
+        out = lclab(*command, "--lab", tmp_path / "lab", "--storage", db)
+        assert out.returncode == 0 and "elsewhere" in out.stdout + str(list((tmp_path / "rep").glob("*"))), out.stderr
+
+
+def test_a_missing_database_driver_names_the_extra_to_install():
+    code = ("import sys; sys.modules['psycopg'] = sys.modules['psycopg2'] = None\n"
+            "from trials.db import open_storage\n"
+            "open_storage('postgresql://lclab@127.0.0.1:1/lab')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "lclab[postgres]" in out.stderr and "not installed" in out.stderr and "server is running" not in out.stderr
+    assert "***" not in out.stderr  # the URL has no password: nothing to hide
+
+
+@pytest.mark.parametrize("url,secret", [("postgresql://lclab:hunter2@db.example/lab", "hunter2"),
+                                        ("postgresql://db.example/lab?user=lclab&password=hunter2&sslmode=off", "hunter2")])
+def test_passwords_are_redacted_in_every_url_form(url, secret):
+    from trials.db import redact
+
+    clean = redact(url)
+    assert secret not in clean and "***" in clean and "db.example" in clean
+    assert redact("postgresql://lclab@db.example/lab") == "postgresql://lclab@db.example/lab"

@@ -213,12 +213,22 @@ def apply_override(data: dict, assignment: str) -> None:
         raise ConfigError(key, f"value {raw!r} is not valid YAML ({err})", "quote strings, use plain numbers") from None
 
 
+def read_text(path: Path, field: str = "<config>") -> str:
+    """A YAML file's text; a binary file (a checkpoint, a parquet file passed by mistake) is a user error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(field, f"{path} is not a text file (byte {err.start} is not UTF-8); it looks like a binary file",
+                          "pass a YAML file, e.g. configs/trial/tiny.yaml", str(path)) from None
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrialConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError("<config>", f"config file {path} does not exist", "pass a YAML file, e.g. configs/trial/tiny.yaml")
+    text = read_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"

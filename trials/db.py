@@ -18,18 +18,31 @@ HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))
 GRACE_S = int(os.environ.get("LCLAB_GRACE_S", 30))
 
 
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+JOURNAL_SUFFIXES = (".journal", ".log")
+
+
 def storage_url(spec: str | None, lab_dir: str | Path) -> str:
+    """The storage a `--storage`/`storage:` value names: a URL as is; a path (relative to the lab directory)
+    by its suffix: .db / .sqlite / .sqlite3 is SQLite, .journal / .log is a journal file."""
     if not spec:
         return f"sqlite:///{Path(lab_dir).resolve() / 'lab.db'}"
     if "://" in spec:
         return spec
     path = Path(spec) if Path(spec).is_absolute() else Path(lab_dir) / spec
-    return str(path.resolve()) if path.suffix in (".journal", ".log") else f"sqlite:///{path.resolve()}"
+    if path.suffix in JOURNAL_SUFFIXES:
+        return str(path.resolve())
+    if path.suffix in SQLITE_SUFFIXES:
+        return f"sqlite:///{path.resolve()}"
+    raise ConfigError("storage", f"cannot tell what kind of trial database '{spec}' is",
+                      f"name a SQLite file ({' / '.join(SQLITE_SUFFIXES)}), a journal file ({' / '.join(JOURNAL_SUFFIXES)}) "
+                      "or give a URL (sqlite:///PATH, postgresql://USER@HOST/DB)")
 
 
 def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage with heartbeats: a trial whose worker died is failed and retried (keeping its
-    intermediate values) once its heartbeat is older than the grace period.
+    intermediate values) once its heartbeat is older than the grace period. `url` is a URL or a path
+    (see `storage_url`).
 
     Readers pass must_exist: a mistyped path must not silently become a new, empty database."""
     import warnings
@@ -37,6 +50,7 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    url = storage_url(url, ".")
     local = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") or "://" not in url else None
     if must_exist and local is not None and not local.is_file():
         raise ConfigError("storage", f"no trial database at {local}",
@@ -58,7 +72,12 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
         if url.startswith("sqlite"):
             _serialize_sqlite(storage.engine)
         return storage
-    except Exception as err:  # connection refused, bad URL, missing driver: all user-facing
+    except ImportError as err:  # SQLAlchemy found no driver for the URL's database (Optuna re-raises it)
+        missing = getattr(err.__cause__, "name", None) or getattr(err, "name", None) or "the driver module"
+        extra = " with pip install 'lclab[postgres]' (pip install -e '.[postgres]' in a checkout)" if "postgres" in url else ""
+        raise ConfigError("storage", f"the database driver for {redact(url)} is not installed ({missing} is missing)",
+                          f"install it{extra}") from None
+    except Exception as err:  # connection refused, bad URL: user-facing, with the underlying error kept
         raise ConfigError("storage", f"cannot open the trial database {redact(url)} ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                           "check that the server is running and the URL is right (credentials belong in the environment or ~/.pgpass)") from None
 
@@ -83,12 +102,12 @@ def _serialize_sqlite(engine) -> None:
 
 
 def redact(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
-    return url
+    """The URL without its password (user:password@host, or a password=... query parameter), for messages and logs.
+    A URL that carries no password is returned unchanged."""
+    import re
+
+    url = re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
 def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | None = None):
@@ -125,13 +144,14 @@ def _frame_from_api(storage, studies):
             raise _unknown(name, known)
         for t in storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False):
             attrs = t.user_attrs
-            rows.append({"study": name, "number": t.number, "state": t.state.name,
-                         "duration_s": t.duration.total_seconds() if t.duration else None,
-                         **{f"value_{i}": v for i, v in enumerate(t.values or [])},
-                         **{f"param.{k}": v for k, v in t.params.items()},
-                         **attrs.get("metrics", {}),
-                         **{k: v for k, v in attrs.items() if k not in ("metrics", "config")},
-                         **({"last_reported_at": max(t.intermediate_values)} if t.intermediate_values else {})})
+            row = {"study": name, "number": t.number, "state": t.state.name,
+                   "duration_s": t.duration.total_seconds() if t.duration else None,
+                   **{f"value_{i}": v for i, v in enumerate(t.values or [])},
+                   **{f"param.{k}": v for k, v in t.params.items()},
+                   **({"last_reported_at": max(t.intermediate_values)} if t.intermediate_values else {})}
+            for key, value in attrs.items():
+                _attribute(row, key, value)
+            rows.append(row)
     return pd.DataFrame(rows), names
 
 
@@ -168,19 +188,33 @@ def _frame_from_sql(engine, studies):
         dist = dists.get(dist_json) or dists.setdefault(dist_json, json_to_distribution(dist_json))
         rows[tid][f"param.{name}"] = dist.to_external_repr(internal)
     for tid, key, value_json in attrs.itertuples(index=False):
-        if key == "config":
-            continue
-        value = json.loads(value_json)
-        if key == "metrics":
-            rows[tid].update(value)
-        else:
-            rows[tid][key] = value
+        if key != "config":
+            _attribute(rows[tid], key, json.loads(value_json))
     for tid, last in steps.itertuples(index=False):
         rows[tid]["last_reported_at"] = last
     frame = pd.DataFrame(list(rows.values()))
     if not frame.empty:
         frame = frame.sort_values(["study", "number"], ignore_index=True)
     return frame, names
+
+
+def _attribute(row: dict, key: str, value) -> None:
+    """One user attribute into a frame row as flat scalars, so CSV and parquet exports read cleanly: metrics by
+    their own names, a mapping as `key.field` columns (`code_version.commit`), a list as JSON text.
+    The stored config is left out (it is the run's config.yaml; `analysis.load.trial_config` reads it)."""
+    import json
+
+    if key == "config":
+        return
+    if key == "metrics":
+        row.update(value)
+    elif isinstance(value, dict):
+        for sub, v in value.items():
+            row[f"{key}.{sub}"] = json.dumps(v) if isinstance(v, (dict, list)) else v
+    elif isinstance(value, list):
+        row[key] = json.dumps(value)
+    else:
+        row[key] = value
 
 
 def _nuisance_best(frame, storage, names):

@@ -23,6 +23,14 @@ def use_gpu() -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
 
 
+def device_name() -> str:
+    """The device this process trains on, as recorded with every trial: `cpu`, or `cuda:0 (NVIDIA H100 80GB HBM3)`."""
+    if not use_gpu():
+        return "cpu"
+    index = torch.cuda.current_device()
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+
+
 def is_leader() -> bool:
     """Rank 0: the one process that writes a trial's files and talks to the study."""
     return rank_world()[0] == 0

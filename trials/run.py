@@ -26,7 +26,7 @@ from models.attention import resolve
 from .config import TrainConfig, TrialConfig
 from .corpus import cache_dir
 from .data import TrialData, make_source
-from .distributed import barrier, broadcast, is_leader, rank_world, use_gpu
+from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
 from .module import LCLMTrial
 
 QUALITY_PREFIXES = ("val/", "params/", "flops_per_token/", "train/")  # deterministic for a fixed seed on CPU
@@ -181,6 +181,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         "sys/peak_mem_mb": (torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
         "sys/wall_s": time.perf_counter() - started,
         "sys/devices": trainer.world_size,
+        "sys/device": device_name(),
         "meta/config_hash": cfg.hash(),
         "meta/data_fingerprint": source.fingerprint,
         "meta/seed": cfg.seed,

@@ -87,3 +87,16 @@ n_trials: 1
     expected_points = [base, {**base, "pooling": "max"}, {**base, "pooling": "attention"}, {**base, "ratio": 8},
                        {**base, "overlap": 4}]
     assert table == [(p, s) for p in expected_points for s in (0, 1)]
+
+
+def test_an_error_in_the_base_config_names_the_base_file_and_field(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  ratio: 4\ndata:\n  tokenizer: bytes\n")
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: s\nbase: {base}\nobjectives: [{{metric: val/loss_compressed}}]\nn_trials: 1\n"
+                     "axes:\n  ratio: {values: [4, 16]}\n")
+    with pytest.raises(SpaceError) as info:
+        load_space(space)
+    message = info.value.render()
+    assert f"{base}:4" in message and "data.tokenizer" in message and "'bytes'" in message
+    assert "axes" not in message and "level" not in message

@@ -1,6 +1,7 @@
 """Sweeps against real Optuna storages: SQLite, journal file and a real PostgreSQL server."""
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -48,10 +49,14 @@ def test_sweep_stores_every_trial_with_provenance_and_resumes_as_the_same_study(
     assert sorted(zip(done["param.ratio"], done["param.pooling"], done.seed)) == sorted(
         (r, p, s) for r in (4, 8) for p in ("mean", "attention") for s in (0, 1))
     row = done.iloc[0]
-    for column in ("config_hash", "code_version", "host", "seed", "run_dir", "val/loss_compressed", "params/total",
+    for column in ("config_hash", "code_version.commit", "code_version.dirty", "host", "device", "host_arch", "seed", "run_dir", "val/loss_compressed", "params/total",
                    "train/tokens_seen", "sys/wall_s", "meta/data_fingerprint"):
         assert column in frame.columns and row[column] == row[column], column
     assert Path(row["run_dir"], "checkpoints", "last.ckpt").exists()
+    # exports read cleanly: flat scalars only, the training device apart from the host's architecture
+    assert not any(isinstance(v, (dict, list)) for v in frame.to_numpy().ravel())
+    assert row["device"] == "cpu" == row["sys/device"] and row["host_arch"] == platform.machine()
+    assert len(row["code_version.commit"]) == 40 and row["code_version.dirty"] in (True, False)
     trial = study.get_trials()[0]
     assert trial.user_attrs["config"]["model"]["ratio"] == trial.params["ratio"]
     assert done.config_hash.nunique() == 8  # no configuration trained twice
