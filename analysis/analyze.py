@@ -37,8 +37,10 @@ class StudyAnalysis:
     claims: list[Claim]
     min_effect: float
     fronts: dict
+    fronts_skipped: dict  # cost column -> why it shows no trade-off
     recipes: list[Recipe]
     notes: list[str] = field(default_factory=list)  # what the data cannot support yet
+    every_seed: pd.DataFrame | None = None  # `scored` with the trials that did not learn (`learned` False) kept
 
 
 def check_study(lab: Lab, study: str) -> None:
@@ -54,7 +56,10 @@ def check_study(lab: Lab, study: str) -> None:
                           "look at the failed trials' logs (lclab trials STUDY --where \"state == 'FAIL'\"), fix the cause and resume the sweep")
 
 
-def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None = None) -> StudyAnalysis:
+def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None = None,
+            include_unlearned: bool = False) -> StudyAnalysis:
+    """Trials that did not learn (at chance, or no better than no context) are left out of every estimate unless
+    `include_unlearned`; either way they are counted beside every claim they concern and drawn in the report."""
     check_study(lab, study)
     info = lab.studies[study]
     if not 0 <= objective < len(info.objectives):
@@ -62,9 +67,11 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
                           f"pass --objective between 0 and {len(info.objectives) - 1}")
     metric, maximize = info.objectives[objective], info.maximize(objective)
     rows = lab.frame[lab.frame.study == study]
-    df = fx.scored(lab, study, objective)
+    every = fx.scored(lab, study, objective)
+    counted = every.learned | include_unlearned
+    df = every[counted].reset_index(drop=True)
     axes = [a for a in info.scientific if a in df and df[a].nunique() > 1]
-    notes = []
+    notes = _unlearned_notes(every, info.scientific, include_unlearned)
     running = int((rows.state == "RUNNING").sum())
     if running:
         notes.append(f"{running} trials are still running: every number below may still change.")
@@ -79,12 +86,61 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
     pairs = [(x, z) for i, x in enumerate(ranked) for z in ranked[i + 1:]]
     inters = fx.interactions(df, pairs, axes, info.base_point)
     claims, used_min = principles(effects, inters, metric, maximize, noise[0], min_effect)
-    designs = design_costs(rows, df)
+    for claim in claims:
+        _name_unlearned(claim, every, info.scientific, include_unlearned)
+    front, skipped = fronts(design_costs(rows, df), maximize)
     return StudyAnalysis(
-        info, metric, maximize, rows.state.value_counts().to_dict(), df, axes, fx.config_table(df, axes, maximize),
+        info, metric, maximize, rows.state.value_counts().to_dict(), df, axes, fx.config_table(every, counted, maximize),
         effects, inters, {(x, z): fx.two_way(df, x, z) for x, z in pairs},
         importance(df, axes, maximize) if len(axes) else pd.DataFrame(), noise, claims, used_min,
-        fronts(designs, maximize), recipes(lab, study, df, axes, maximize), notes)
+        front, skipped, recipes(lab, study, df, axes, maximize), notes, every)
+
+
+def _label(row, axes: list[str]) -> str:
+    return ", ".join(f"{a} = {row[a]}" for a in axes if a in row) or "the configuration"
+
+
+def _unlearned_rows(claim: Claim, every: pd.DataFrame) -> pd.DataFrame:
+    """The trials that did not learn among those a claim compares (its level and reference, or its whole axis)."""
+    bad = every[~every.learned]
+    level, reference = claim.details.get("level"), claim.details.get("reference")
+    if claim.kind == "effect" and claim.axis in bad and level is not None:
+        bad = bad[bad[claim.axis].isin([level, reference])]
+        for axis, value in claim.details.get("stratum", {}).items():
+            bad = bad[bad[axis] == value]
+    return bad
+
+
+def _name_unlearned(claim: Claim, every: pd.DataFrame, axes: list[str], included: bool) -> None:
+    """Say beside the claim how many seeds of which configuration did not learn, and what was done with them."""
+    bad = _unlearned_rows(claim, every)
+    if bad.empty:
+        return
+    parts, counts = [], {}
+    for config, g in bad.groupby("config"):
+        label = _label(g.iloc[0], axes)
+        total = int((every.config == config).sum())
+        counts[label] = {"did_not_learn": len(g), "seeds": total, "which": sorted(int(s) for s in g.seed)}
+        parts.append(f"{label}: {len(g)} of {total} seeds (seed {', '.join(map(str, sorted(g.seed)))})")
+    verb = "included, as asked" if included else "left out"
+    claim.text += f" Trials that did not learn ({verb}): {'; '.join(parts)}."
+    claim.details["did_not_learn"] = counts
+
+
+def _unlearned_notes(every: pd.DataFrame, axes: list[str], included: bool) -> list[str]:
+    bad = every[~every.learned]
+    if bad.empty:
+        return []
+    what = ("they are included in every estimate below, as asked" if included else
+            "they are left out of every estimate below (lclab report --include-unlearned keeps them)")
+    notes = [f"{len(bad)} of {len(every)} scored trials did not learn ({what}): "
+             + "; ".join(f"trial {int(r.number)} ({_label(r, axes)}, seed {int(r.seed)}): {r.learned_status}"
+                         for _, r in bad.iterrows())]
+    for config, g in every.groupby("config"):
+        if not g.learned.any():
+            notes.append(f"{_label(g.iloc[0], axes)} did not learn on any of its {len(g)} seeds: it is not estimated "
+                         "below, and that failure is itself a finding about this configuration.")
+    return notes
 
 
 @dataclass

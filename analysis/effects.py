@@ -31,6 +31,8 @@ class Effect:
     p_holm: float = float("nan")
     # the same comparison within each level of another axis: {(axis, level): (Estimate, p_holm over all strata)}
     strata: dict = field(default_factory=dict)
+    # the matched differences behind the estimate, one per (other axes, seed) cell: every seed, drawn in the report
+    deltas: dict = field(default_factory=dict)  # {seed: [delta, ...]}
 
     @property
     def significant(self) -> bool:
@@ -65,7 +67,9 @@ class Interaction:
 
 
 def scored(lab: Lab, study: str, objective: int = 0) -> pd.DataFrame:
-    """One row per (scientific configuration, seed): its scientific axes, `seed`, `config`, `number` and `y`."""
+    """One row per (scientific configuration, seed): its scientific axes, `seed`, `config`, `number`, `y`, and
+    `learned` (False for a trial that stayed at chance / at the no-context baseline, with `learned_status` saying why;
+    True for trials that did not record it)."""
     info = lab.studies[study]
     done = lab.complete(study)
     column = "value" if objective == 0 else f"value_{objective}"
@@ -79,6 +83,9 @@ def scored(lab: Lab, study: str, objective: int = 0) -> pd.DataFrame:
     out["config"] = done["scientific_key"] if "scientific_key" in done else out[axes].astype(str).agg("|".join, axis=1)
     out["number"] = done["number"]
     out["y"] = done[column].astype(float)
+    learned = done["val/learned"] if "val/learned" in done else pd.Series(np.nan, index=done.index)
+    out["learned"] = learned.map(lambda v: not (v == v and float(v) == 0.0)).astype(bool)
+    out["learned_status"] = done["val/learned_status"] if "val/learned_status" in done else ""
     out = out[np.isfinite(out["y"])]
     for a in axes:
         if pd.api.types.is_numeric_dtype(out[a]) and out[a].nunique() > MAX_LEVELS:
@@ -109,11 +116,26 @@ def _cell_means(df: pd.DataFrame, keys: list[str]) -> pd.Series:
     return df.groupby([df[k].astype(str) for k in keys])["y"].mean()
 
 
-def compare(df: pd.DataFrame, axis: str, level, reference, axes: list[str], seed: int = 0) -> tuple[Estimate, int]:
-    """Effect of axis=level against axis=reference (matched when possible) and the number of seeds behind it."""
+def matched(df: pd.DataFrame, axis: str, level, reference, axes: list[str]) -> pd.DataFrame:
+    """Cell means of axis=level (`a`) and axis=reference (`b`) for every (other axes, seed) cell that has both."""
     others = [a for a in axes if a != axis] + ["seed"]
     a, b = df[df[axis] == level], df[df[axis] == reference]
-    pairs = pd.concat([_cell_means(a, others).rename("a"), _cell_means(b, others).rename("b")], axis=1, join="inner")
+    return pd.concat([_cell_means(a, others).rename("a"), _cell_means(b, others).rename("b")], axis=1, join="inner")
+
+
+def seed_deltas(pairs: pd.DataFrame) -> dict:
+    """The matched differences grouped by seed (the last level of the cell index)."""
+    seeds = pairs.index.get_level_values(-1) if len(pairs) else []
+    out: dict = {}
+    for seed, delta in zip(seeds, (pairs.a - pairs.b).values):
+        out.setdefault(int(seed), []).append(float(delta))
+    return out
+
+
+def compare(df: pd.DataFrame, axis: str, level, reference, axes: list[str], seed: int = 0) -> tuple[Estimate, int]:
+    """Effect of axis=level against axis=reference (matched when possible) and the number of seeds behind it."""
+    a, b = df[df[axis] == level], df[df[axis] == reference]
+    pairs = matched(df, axis, level, reference, axes)
     n_seeds = len(set(a.seed) | set(b.seed))
     if len(pairs) >= MIN_PAIRS:
         cells = pairs.index.droplevel("seed") if pairs.index.nlevels > 1 else None
@@ -128,7 +150,8 @@ def axis_effects(df: pd.DataFrame, axes: list[str], base_point: dict, strata: bo
         ref = reference_level(df, axis, base_point)
         for level in (lv for lv in levels(df, axis) if lv != ref):
             estimate, n_seeds = compare(df, axis, level, ref, axes)
-            effects.append(Effect(axis, level, ref, estimate, n_seeds))
+            deltas = seed_deltas(matched(df, axis, level, ref, axes)) if estimate.paired else {}
+            effects.append(Effect(axis, level, ref, estimate, n_seeds, deltas=deltas))
     for effect, p in zip(effects, holm([e.estimate.p for e in effects])):
         effect.p_holm = float(p)
     if strata:
@@ -198,9 +221,18 @@ def seed_noise(df: pd.DataFrame) -> tuple[float, int, int]:
     return sd, dof, len(groups)
 
 
-def config_table(df: pd.DataFrame, axes: list[str], maximize: bool) -> pd.DataFrame:
-    """Scientific configurations ranked by their mean over seeds, with the seed spread."""
-    table = df.groupby("config").agg(mean=("y", "mean"), sd=("y", "std"), seeds=("seed", "nunique"),
-                                      best_trial=("number", "first"))
+def config_table(df: pd.DataFrame, counted: pd.Series, maximize: bool) -> pd.DataFrame:
+    """Scientific configurations ranked by their mean over the seeds that count (`counted`), with the seed spread,
+    every seed's value (a trial that did not learn is marked ✗) and the best counted trial."""
+    rows = []
+    for config, g in df.groupby("config"):
+        use = g[counted[g.index]]
+        best = use.loc[use.y.idxmax() if maximize else use.y.idxmin()] if len(use) else None
+        every = ", ".join(f"{y:.4g}{'' if ok else ' ✗'}" for y, ok in g.sort_values("seed")[["y", "learned"]].values)
+        rows.append({"config": config, "mean": use.y.mean() if len(use) else float("nan"),
+                     "sd": use.y.std() if len(use) > 1 else float("nan"), "seeds": use.seed.nunique(),
+                     "did not learn": int((~g.learned).sum()), "per seed (✗ did not learn)": every,
+                     "best_trial": int(best.number) if best is not None else None})
+    table = pd.DataFrame(rows).set_index("config")
     levels = pd.DataFrame([json.loads(k) if k.startswith("{") else {} for k in table.index], index=table.index)
-    return levels.join(table).sort_values("mean", ascending=not maximize).reset_index(drop=True)
+    return levels.join(table).sort_values("mean", ascending=not maximize, na_position="last").reset_index(drop=True)

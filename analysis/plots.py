@@ -19,17 +19,44 @@ def _png(fig) -> bytes:
 
 
 def effects(effects, metric: str) -> bytes:
-    """Forest plot: every level against its axis's reference, with 95% intervals; significant ones filled."""
+    """Forest plot: every level against its axis's reference, with 95% intervals (significant ones filled), and
+    beside each interval every matched difference it rests on (one small dot per cell and seed)."""
     labels = [f"{e.axis}: {e.level} vs {e.reference}" for e in effects]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(effects) + 1.2))
     y = np.arange(len(effects))[::-1]
+    shown = False
     for yi, e in zip(y, effects):
         est = e.estimate
         ax.errorbar(est.value, yi, xerr=[[est.value - est.lo], [est.hi - est.value]] if np.isfinite(est.lo) else None,
                     fmt="o", color="C3" if e.significant else "C0", mfc="C3" if e.significant else "white", capsize=3)
+        points = [d for ds in e.deltas.values() for d in ds]
+        if points:
+            ax.scatter(points, np.full(len(points), yi - 0.22), s=9, color="0.35", zorder=3,
+                       label=None if shown else "matched difference (one per seed and cell)")
+            shown = True
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(y, labels)
     ax.set_xlabel(f"Δ {metric} (95% CI)")
+    if shown:
+        ax.legend(fontsize=7, loc="best")
+    return _png(fig)
+
+
+def seeds(table, metric: str) -> bytes:
+    """Every configuration's seeds as points beside its mean: an outlier seed, or one that did not learn (✗), shows
+    at a glance. `table`: rows (label, y, learned)."""
+    labels = list(dict.fromkeys(table.label))
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1.3))
+    y = {lab: i for i, lab in enumerate(labels[::-1])}
+    ok, bad = table[table.learned], table[~table.learned]
+    ax.scatter(ok.y, ok.label.map(y), color="C0", s=18, label="seed")
+    if len(bad):
+        ax.scatter(bad.y, bad.label.map(y), color="C3", marker="x", s=30, label="seed that did not learn")
+    means = ok.groupby("label").y.mean()
+    ax.scatter(means.values, means.index.map(y), marker="|", s=400, color="k", label="mean of the seeds that learned")
+    ax.set_yticks(list(y.values()), list(y.keys()))
+    ax.set_xlabel(metric)
+    ax.legend(fontsize=7, loc="best")
     return _png(fig)
 
 
@@ -62,7 +89,9 @@ def heatmap(means, counts, x: str, z: str, metric: str) -> bytes:
 
 def pareto(front, column: str, label: str, metric: str) -> bytes:
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter(front[column], front.y, color="C0", label="configurations")
+    dominated = front[~front.pareto]
+    if len(dominated):  # a legend entry only for what is drawn
+        ax.scatter(dominated[column], dominated.y, color="C0", label="dominated configurations")
     best = front[front.pareto].sort_values(column)
     ax.plot(best[column], best.y, "o-", color="C3", label="Pareto set")
     if front[column].min() > 0 and front[column].max() / front[column].min() > 20:

@@ -111,8 +111,13 @@ def axis_null_claim(axis: str, effects: list[Effect], metric: str, min_effect: f
            if np.isfinite(bound) and np.isfinite(min_effect) else "there is not enough data for an interval or a noise estimate")
     text = (f"Inconclusive for {axis}: no level ({levels}) differs significantly from {ref}, but {why}; "
             f"more seeds or trials are needed before claiming either way.")
-    return Claim(text, "inconclusive", "inconclusive", axis, float("nan"), (float("nan"), float("nan")), n, seeds,
-                 min(e.p_holm for e in effects))
+    # an inconclusive claim still carries its evidence: the largest difference measured, its interval and n
+    top = max(effects, key=lambda e: abs(e.estimate.value) if np.isfinite(e.estimate.value) else -1)
+    est = top.estimate
+    return Claim(text, "inconclusive", "inconclusive", axis, est.value, (est.lo, est.hi), est.n, top.n_seeds,
+                 top.p_holm, details={"level": top.level, "reference": top.reference,
+                                      "levels": {str(e.level): {"effect": e.estimate.value, "ci": [e.estimate.lo, e.estimate.hi],
+                                                                "n": e.estimate.n, "p_holm": e.p_holm} for e in effects}})
 
 
 def interaction_claim(i: Interaction, metric: str) -> Claim:

@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import html
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,14 @@ from analysis.load import Lab
 from analysis.pareto import COSTS
 from trials.db import tokens_spent
 
-APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "duration_s", "train/tokens_seen", "fail_reason", "run_dir"]
+APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "learned", "duration_s", "train/tokens_seen", "fail_reason",
+                    "infeasible", "run_dir"]
 
 
 # blocks: ("h", level, text) | ("p", text) | ("list", [text]) | ("table", DataFrame) | ("img", name, png) | ("code", text)
 def build(lab: Lab, studies: list[str], out: Path, objective: int = 0, target_flops: float | None = None,
-          min_effect: float | None = None) -> dict[str, Path]:
-    analyses = [analyze(lab, s, objective, min_effect) for s in studies]
+          min_effect: float | None = None, include_unlearned: bool = False) -> dict[str, Path]:
+    analyses = [analyze(lab, s, objective, min_effect, include_unlearned) for s in studies]
     scale = scaling(lab, studies, objective, target_flops)
     blocks = _header(lab, studies, analyses)
     for a in analyses:
@@ -107,10 +109,15 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
              if reps else "Seed-to-seed noise: unknown (no configuration has two seeds).")
     blocks.append(("p", noise + (f" Smallest effect of interest for null results: {a.min_effect:.3g}."
                                  if np.isfinite(a.min_effect) else "")))
+    blocks.append(("h", 3, "Every seed"))
+    blocks.append(("img", f"{name}_seeds.png", plots.seeds(_seed_points(a), a.metric)))
     blocks.append(("h", 3, "Importance"))
-    if len(a.importance):
+    if a.importance.axis.nunique() > 1 if len(a.importance) else False:
         blocks += [("img", f"{name}_importance.png", plots.importance(a.importance)),
                    ("table", a.importance.round(4))]
+    elif len(a.importance):
+        blocks.append(("p", f"Left out: the study varies one axis ({a.importance.axis.iloc[0]}), whose importance is 1.0 "
+                            "by construction; its effect is below."))
     else:
         blocks.append(("p", "Not enough configurations for fANOVA / PED-ANOVA (needs 4 scored trials and a varied axis)."))
     blocks.append(("h", 3, "Per-axis effects"))
@@ -137,18 +144,28 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
     else:
         blocks.append(("p", "Interactions need at least two axes with two measured levels each."))
     blocks.append(("h", 3, "Cost and Pareto"))
+    for column, front in a.fronts.items():
+        blocks.append(("img", f"{name}_pareto_{column.replace('/', '_')}.png",
+                       plots.pareto(front, column, COSTS[column], a.metric)))
     if a.fronts:
-        for column, front in a.fronts.items():
-            blocks.append(("img", f"{name}_pareto_{column.replace('/', '_')}.png",
-                           plots.pareto(front, column, COSTS[column], a.metric)))
         first = next(iter(a.fronts.values()))
         blocks.append(("table", first[first.pareto].drop(columns=["pareto"])))
-    else:
-        blocks.append(("p", "All configurations have the same cost: no trade-off to show."))
+    if a.fronts_skipped:
+        blocks.append(("p", "Not drawn, because they cannot show a trade-off: " + "; ".join(a.fronts_skipped.values()) + "."))
     blocks.append(("h", 3, "Recipe"))
     for r in a.recipes:
         blocks.append(("code", r.yaml([f"study {name}" + (f", ratio {r.ratio}" if r.ratio is not None else "")])))
     return blocks
+
+
+def _seed_points(a: StudyAnalysis) -> pd.DataFrame:
+    """Every scored trial as (configuration label, objective, learned), configurations in ranking order."""
+    every = a.every_seed
+    axes = [ax for ax in a.info.scientific if ax in every]
+    label = every[axes].astype(str).agg(", ".join, axis=1) if axes else every.config
+    order = {lab: i for i, lab in enumerate(a.configs[axes].astype(str).agg(", ".join, axis=1))} if axes else {}
+    points = pd.DataFrame({"label": label, "y": every.y, "learned": every.learned})
+    return points.iloc[sorted(range(len(points)), key=lambda i: order.get(points.label.iloc[i], 0))]
 
 
 def _scaling_blocks(scale, metric: str) -> list:
@@ -170,7 +187,9 @@ def _scaling_blocks(scale, metric: str) -> list:
 
 
 def _appendix(lab: Lab, studies) -> list:
-    frame = lab.frame[lab.frame.study.isin(studies)]
+    frame = lab.frame[lab.frame.study.isin(studies)].copy()
+    if "val/learned" in frame:
+        frame["learned"] = frame["val/learned"].map({1.0: "yes", 0.0: "NO: did not learn"})
     cols = [c for c in APPENDIX_COLUMNS if c in frame] + [c for c in frame.columns if c.startswith("param.")]
     return [("h", 2, "Appendix: all trials"), ("table", frame[cols])]
 
@@ -230,13 +249,23 @@ def _markdown(blocks, images: Path) -> str:
 
 
 def _write_recipes(out: Path, analyses, lab: Lab) -> None:
-    header = [f"lclab recipe, {dt.date.today()}, from {lab.storage}", "train it: lclab train recipe.yaml"]
+    def header(path: Path, recipe) -> list[str]:
+        # the command works from where the report was made (the user's working directory), not only from `out`
+        where = os.path.relpath(path, Path.cwd()) if path.is_absolute() else str(path)
+        undecided = [f"{e['axis']} = {e['chosen']}" for e in recipe.evidence if not e["decided"]]
+        verdict = ("inconclusive choices (no alternative was shown worse; more seeds could change them): "
+                   + ", ".join(undecided)) if undecided else \
+            "every searched choice below is decided by the data" if recipe.evidence else \
+            "no axis besides the ratio was searched: everything else is the study's base config"
+        return [f"lclab recipe, {dt.date.today()}, from {lab.storage}", f"train it: lclab train {where}", verdict]
+
     best = max((r for a in analyses for r in a.recipes), key=lambda r: r.mean if analyses[0].maximize else -r.mean)
-    (out / "recipe.yaml").write_text(best.yaml(header))
+    (out / "recipe.yaml").write_text(best.yaml(header(out / "recipe.yaml", best)))
     for a in analyses:
         for r in a.recipes:
             if r.ratio is not None:
-                (out / f"recipe_{a.info.name}_r{r.ratio}.yaml").write_text(r.yaml(header))
+                path = out / f"recipe_{a.info.name}_r{r.ratio}.yaml"
+                path.write_text(r.yaml(header(path, r)))
 
 
 def _principles_json(lab: Lab, analyses, scale) -> dict:

@@ -320,6 +320,8 @@ def report(
     objective: int = typer.Option(0, help="which objective of a multi-objective study"),
     target_flops: Optional[float] = typer.Option(None, help="extrapolate the scaling fits to this training compute"),
     min_effect: Optional[float] = typer.Option(None, help="smallest effect of interest for null results (default: seed sd)"),
+    include_unlearned: bool = typer.Option(False, help="keep trials that did not learn (at chance, or no better than no "
+                                                       "context) in the estimates; by default they are left out and named"),
 ):
     """Design principles from the trial database: HTML + Markdown report, recipe.yaml, principles.json."""
     from analysis.load import load
@@ -329,7 +331,7 @@ def report(
     started = time.perf_counter()
     with console.status("analysing trials"):
         lab_data = load(storage_url(storage, lab), studies)
-        paths = build(lab_data, studies, output, objective, target_flops, min_effect)
+        paths = build(lab_data, studies, output, objective, target_flops, min_effect, include_unlearned)
     console.print(f"report written in {time.perf_counter() - started:.1f} s:")
     for kind, path in paths.items():
         console.print(f"  {kind:<10} {path}")

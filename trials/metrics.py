@@ -3,6 +3,11 @@
 Context use is reported as gaps against the no-context loss with standard errors over examples;
 context retention (L_none - L_compressed) / (L_none - L_full) is only reported when the full-context
 gap is clearly (> 3 SE) positive, otherwise it is NaN and `val/retention_status` says why.
+
+Whether the trial learned at all is judged here too, where the task is known: `val/learned` is 0 when the
+compressed-context accuracy is within 3 SE of chance (synthetic tasks: every answer is one of `n_symbols`
+symbols) or, on text, when the compressed context lowers the loss by less than 3 SE against no context.
+`val/learned_status` says which, with the numbers.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import torch.nn.functional as F
 
 EVAL_MODES = ("compressed", "full", "none")
 RETENTION_MIN_Z = 3.0
+LEARNED_MIN_Z = 3.0
 
 
 def example_stats(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -41,8 +47,9 @@ def _mean_se(x: torch.Tensor) -> tuple[float, float]:
     return x.mean().item(), (x.std().item() / math.sqrt(n)) if n > 1 else float("nan")
 
 
-def summarize(records: list[dict]) -> dict[str, float | str]:
-    """records: one per validation batch, {"task": str, "<mode>/<stat>": (B,) tensors}."""
+def summarize(records: list[dict], chance_acc: float | None = None) -> dict[str, float | str]:
+    """records: one per validation batch, {"task": str, "<mode>/<stat>": (B,) tensors}. `chance_acc`: the
+    accuracy of a uniform guess where the task has one (synthetic), else None (text: judged against no context)."""
     cat = {k: torch.cat([r[k] for r in records]).double() for k in records[0] if k != "task"}
     out: dict[str, float | str] = {}
     for mode in EVAL_MODES:
@@ -64,7 +71,24 @@ def summarize(records: list[dict]) -> dict[str, float | str]:
             out[f"val/{task}/acc{tag}"] = cat[f"{mode}/acc"][rows].mean().item()
             out[f"val/{task}/exact_match{tag}"] = cat[f"{mode}/exact"][rows].mean().item()
         out[f"val/{task}/loss"] = cat["compressed/loss"][rows].mean().item()
+    out.update(_learned(cat, chance_acc))
     return out
+
+
+def _learned(cat: dict[str, torch.Tensor], chance_acc: float | None) -> dict[str, float | str]:
+    """Did the compressed context carry anything? Against chance (synthetic) or against no context (text)."""
+    if chance_acc is not None:
+        acc, se = _mean_se(cat["compressed/acc"])
+        ok = acc - chance_acc > LEARNED_MIN_Z * se
+        what = f"compressed-context accuracy {acc:.4f} ± {se:.4f} against chance {chance_acc:.4f}"
+        out = {"val/chance_acc": chance_acc}
+    else:
+        gap, se = _mean_se(cat["none/loss"] - cat["compressed/loss"])
+        ok = gap > LEARNED_MIN_Z * se
+        what = f"compressed context lowers the loss by {gap:.4f} ± {se:.4f} nats against no context"
+        out = {}
+    status = "learned" if ok else f"did not learn: {what} (within {LEARNED_MIN_Z:g} SE)"
+    return out | {"val/learned": float(ok), "val/learned_status": status if not ok else f"learned: {what}"}
 
 
 def _retention(gap_comp: torch.Tensor, gap_full: torch.Tensor) -> dict[str, float | str]:

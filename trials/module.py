@@ -96,7 +96,9 @@ class LCLMTrial(L.LightningModule):
         self.val_records = gather_lists(self.val_records)  # DDP ranks validated disjoint batches
         if not self.val_records:
             return
-        self.val_metrics, self.val_step = summarize(self.val_records), self.global_step
+        d = self.cfg.data
+        chance = 1 / d.n_symbols if d.source == "synthetic" else None  # every synthetic answer is one symbol
+        self.val_metrics, self.val_step = summarize(self.val_records, chance), self.global_step
         self.log_dict({k: v for k, v in self.val_metrics.items() if isinstance(v, float) and math.isfinite(v)})
 
     # --------------------------------------------------------------------------- optimisation

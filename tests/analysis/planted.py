@@ -53,12 +53,17 @@ def _study(storage: str, name: str, axes: dict) -> optuna.Study:
     return study
 
 
-def _trial(p: dict, seed: int, value: float, steps: int = 400, flops_per_step: float = 1e9):
+CHANCE_LOSS = math.log(64)  # what a trial that did not learn scores: a uniform guess over 64 symbols
+
+
+def _trial(p: dict, seed: int, value: float, steps: int = 400, flops_per_step: float = 1e9, learned: bool = True,
+           peak_mem: float = 600.0):
     dists = {k: CategoricalDistribution(LEVELS[k]) for k in p}
     metrics = {METRIC: value, "train/tokens_seen": steps * 4096, "train/flops": steps * flops_per_step,
                "flops_per_token/encoder": 4e5 * (1.2 if p["pooling"] == "attention" else 1.0) * (1 + p["overlap"] / 32),
-               "flops_per_token/total": 1e6 / p["ratio"] + 6e5, "params/total": 9e5, "sys/peak_mem_mb": 600.0,
-               "meta/data_fingerprint": "planted"}
+               "flops_per_token/total": 1e6 / p["ratio"] + 6e5, "params/total": 9e5, "sys/peak_mem_mb": peak_mem,
+               "meta/data_fingerprint": "planted", "val/learned": float(learned),
+               "val/learned_status": "learned: planted" if learned else "did not learn: planted at chance"}
     return optuna.trial.create_trial(
         params=p, distributions=dists, value=value,
         user_attrs={"seed": seed, "scientific_key": json.dumps(p, sort_keys=True), "config": _config(p, seed, steps),
@@ -66,14 +71,22 @@ def _trial(p: dict, seed: int, value: float, steps: int = 400, flops_per_step: f
 
 
 def write_study(storage: str, name: str = "planted", sigma: float = 0.02, seeds: int = 4, rng_seed: int = 0,
-                failed: int = 0) -> optuna.Study:
+                failed: int = 0, unlearned: tuple = (), levels: dict | None = None, mem_noise: float = 0.0) -> optuna.Study:
+    """`unlearned`: (point, seed) pairs whose trial stayed at chance (flagged as not learned, like a real trial);
+    `levels`: a subset of LEVELS to cross (the other axes stay at BASE); `mem_noise`: seed noise of peak memory."""
     rng = np.random.default_rng(rng_seed)
-    study = _study(storage, name, {k: "scientific" for k in LEVELS})
+    levels = levels or LEVELS
+    study = _study(storage, name, {k: "scientific" if k in levels else "fixed" for k in LEVELS})
     trials = []
-    for values in itertools.product(*LEVELS.values()):
-        p = dict(zip(LEVELS, values))
+    for values in itertools.product(*levels.values()):
+        p = {**BASE, **dict(zip(levels, values))}
         for seed in range(seeds):
-            trials.append(_trial(p, seed, true_value(p) + rng.normal(0, sigma)))
+            failed_to_learn = any(p == q and seed == s for q, s in unlearned)
+            value = CHANCE_LOSS if failed_to_learn else true_value(p) + rng.normal(0, sigma)
+            trials.append(_trial(p, seed, value, learned=not failed_to_learn,
+                                 peak_mem=600.0 + rng.normal(0, mem_noise) if mem_noise else 600.0))
+            if levels is not LEVELS:
+                trials[-1].user_attrs["scientific_key"] = json.dumps({k: p[k] for k in levels}, sort_keys=True)
     for i in range(failed):
         trials.append(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL,
                                                 user_attrs={"fail_reason": "loss diverged (nan) at step 12"}))
