@@ -72,10 +72,22 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
     df = every[counted].reset_index(drop=True)
     axes = [a for a in info.scientific if a in df and df[a].nunique() > 1]
     notes = _unlearned_notes(every, info.scientific, include_unlearned)
+    infeasible = rows[rows.state == "INFEASIBLE"]
+    if len(infeasible):
+        params = [c for c in rows.columns if c.startswith("param.")]
+        points = {}
+        for _, r in infeasible.iterrows():
+            point = ", ".join(f"{c.removeprefix('param.')} = {r[c]}" for c in params if r[c] == r[c])
+            points.setdefault(r["infeasible"], set()).add(point)
+        notes.append(f"{len(infeasible)} points are infeasible and were never trained: " + "; ".join(
+            f"{'; '.join(sorted(p))} ({reason})" for reason, p in points.items()))
     running = int((rows.state == "RUNNING").sum())
     if running:
         notes.append(f"{running} trials are still running: every number below may still change.")
-    if not axes:
+    if df.empty:
+        notes.append("No scored trial learned: there is nothing to estimate. Train longer or fix the recipe "
+                     "(or pass --include-unlearned to analyse them anyway).")
+    elif not axes:
         notes.append("No scientific axis has two measured levels yet: no effect can be estimated.")
     effects = fx.axis_effects(df, axes, info.base_point) if axes else []
     noise = fx.seed_noise(df)

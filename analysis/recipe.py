@@ -44,6 +44,8 @@ def recipes(lab: Lab, study: str, df: pd.DataFrame, axes: list[str], maximize: b
     out = []
     strata = [(lv, df[df["ratio"] == lv]) for lv in sorted(df["ratio"].unique())] if "ratio" in axes else [(None, df)]
     for ratio, sub in strata:
+        if sub.empty:  # every trial of this stratum was left out (did not learn): nothing to recommend
+            continue
         means = sub.groupby("config").agg(y=("y", "mean"), seeds=("seed", "nunique"), number=("number", "first"))
         best = means.sort_values("y", ascending=not maximize).iloc[0]
         chosen = json.loads(best.name) if str(best.name).startswith("{") else {}

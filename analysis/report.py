@@ -35,8 +35,9 @@ def build(lab: Lab, studies: list[str], out: Path, objective: int = 0, target_fl
     blocks += _scaling_blocks(scale, analyses[0].metric)
     blocks += _appendix(lab, studies)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"html": out / "report.html", "markdown": out / "report.md", "principles": out / "principles.json",
-             "recipe": out / "recipe.yaml"}
+    paths = {"html": out / "report.html", "markdown": out / "report.md", "principles": out / "principles.json"}
+    if any(a.recipes for a in analyses):
+        paths["recipe"] = out / "recipe.yaml"
     paths["html"].write_text(_html(blocks, f"lclab report: {', '.join(studies)}"))
     paths["markdown"].write_text(_markdown(blocks, out / "images"))
     _write_recipes(out, analyses, lab)
@@ -78,7 +79,7 @@ def _header(lab: Lab, studies, analyses) -> list:
         f = frame[frame.study == a.info.name]
         rows.append({"study": a.info.name, "objective": f"{a.metric} ({'max' if a.maximize else 'min'})",
                      "sampler": a.info.sampler, "budget": json.dumps(a.info.budget),
-                     **{s: a.states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")},
+                     **{s: a.states.get(s, 0) for s in ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING", "WAITING")},
                      "configurations": a.scored.config.nunique(), "tokens trained": f"{tokens_spent(f):.3g}",
                      "trial hours": round(float(f.duration_s.fillna(0).sum()) / 3600, 2)})
     blocks.append(("table", pd.DataFrame(rows)))
@@ -153,6 +154,8 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
     if a.fronts_skipped:
         blocks.append(("p", "Not drawn, because they cannot show a trade-off: " + "; ".join(a.fronts_skipped.values()) + "."))
     blocks.append(("h", 3, "Recipe"))
+    if not a.recipes:
+        blocks.append(("p", "No recipe: no configuration has a trial that learned."))
     for r in a.recipes:
         blocks.append(("code", r.yaml([f"study {name}" + (f", ratio {r.ratio}" if r.ratio is not None else "")])))
     return blocks
@@ -259,7 +262,10 @@ def _write_recipes(out: Path, analyses, lab: Lab) -> None:
             "no axis besides the ratio was searched: everything else is the study's base config"
         return [f"lclab recipe, {dt.date.today()}, from {lab.storage}", f"train it: lclab train {where}", verdict]
 
-    best = max((r for a in analyses for r in a.recipes), key=lambda r: r.mean if analyses[0].maximize else -r.mean)
+    every = [r for a in analyses for r in a.recipes]
+    if not every:
+        return  # the report says why (no trial learned); no recipe is better than a recipe from noise
+    best = max(every, key=lambda r: r.mean if analyses[0].maximize else -r.mean)
     (out / "recipe.yaml").write_text(best.yaml(header(out / "recipe.yaml", best)))
     for a in analyses:
         for r in a.recipes:

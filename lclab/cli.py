@@ -107,6 +107,7 @@ def sweep(
     wait: bool = typer.Option(False, help="with --cluster slurm: follow the sweep until it is done"),
 ):
     """Run (or continue) a sweep over a design space until it reaches n_trials."""
+    from rich.console import Group
     from rich.live import Live
 
     from search_space.space import load_space
@@ -117,22 +118,22 @@ def sweep(
         _cluster_sweep(spec, lab, cluster, jobs, threads, wait)
         return
     started = time.time()
-    baseline: dict[str, int] = {}  # trials already trained when this run started (a resumed sweep)
 
-    def status(study) -> Table:
+    def status(study):
+        from search_space.sweep import eta_s
+
         c, done = counts(study), trained(study)
-        baseline.setdefault("done", done)
-        elapsed = time.time() - started
-        new = done - baseline["done"]
-        left = max(0, target_trials(spec) + study.user_attrs.get("extra_trials", 0) - done)
-        eta = f", ~{elapsed / new * left / 60:.1f} min left" if new else ""
-        table = Table(title=f"sweep {spec.name}  ({elapsed:.0f} s{eta}; logs in {lab / 'logs' / spec.name})")
-        for key in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING"):
+        target = target_trials(spec) + study.user_attrs.get("extra_trials", 0)
+        eta = eta_s(study, target, workers)
+        left = f", ~{eta / 60:.1f} min left" if eta is not None else ", time left known after the first trial"
+        infeasible = f", {c['INFEASIBLE']} infeasible" if c["INFEASIBLE"] else ""
+        table = Table(title=f"sweep {spec.name}: {done}/{target} trained{infeasible}  ({time.time() - started:.0f} s{left}; "
+                            f"logs in {lab / 'logs' / spec.name})")
+        for key in STATES:
             table.add_column(key.lower(), justify="right")
         table.add_column("best", justify="right")
-        best = _best(study)
-        table.add_row(*(str(c[k]) for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")), best)
-        return table
+        table.add_row(*(str(c[k]) for k in STATES), _best(study))
+        return Group(table, *_running_table(study, spec), *_infeasible_lines(study))
 
     with Live(console=console, refresh_per_second=1) as live:
         try:
@@ -230,6 +231,42 @@ def cancel(study: str = typer.Argument(...), lab: Path = typer.Option(Path("lab"
                   f"{', '.join(map(str, retried)) or 'none'}. Resume with the same lclab sweep command.")
 
 
+STATES = ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING", "WAITING")
+
+
+def _running_table(study, spec) -> list:
+    """One row per running trial: its point, seed, phase (the one-off warm decoder shows as its own phase), step of
+    steps, tokens, latest training loss and latest objective value, and how old that snapshot is."""
+    from optuna.trial import TrialState
+
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return []
+    metric = spec.objectives[0]["metric"]
+    table = Table(title="running trials", title_justify="left")
+    for col in ("trial", "point", "seed", "phase", "step", "tokens", "train loss", metric, "updated"):
+        table.add_column(col, justify="right" if col not in ("point", "phase") else "left")
+    for t in running:
+        p = t.user_attrs.get("progress") or {}
+        point = ", ".join(f"{k}={v}" for k, v in t.params.items())
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        table.add_row(str(t.number), point, str(t.user_attrs.get("seed", "")), p.get("phase", "starting"),
+                      f"{p['step']}/{p['steps']}" if p else "-", f"{p['tokens']:,}" if p else "-", fmt(p.get("loss")),
+                      fmt(p.get("objective")), f"{time.time() - p['at']:.0f} s ago" if p else "-")
+    return [table]
+
+
+def _infeasible_lines(study) -> list[str]:
+    """Grid points that can never train, with the constraint each breaks (recorded, not counted as pruned)."""
+    from optuna.trial import TrialState
+
+    found = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        if "infeasible" in t.user_attrs:
+            found.setdefault(t.user_attrs["infeasible"], []).append(", ".join(f"{k}={v}" for k, v in t.params.items()))
+    return [f"[yellow]infeasible[/] {'; '.join(sorted(set(points)))}: {reason}" for reason, points in found.items()]
+
+
 def _best(study) -> str:
     try:
         if len(study.directions) > 1:
@@ -250,12 +287,13 @@ def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = type
 
     store = open_storage(storage_url(storage, lab), must_exist=True)
     table = Table(title="studies")
-    for col in ("study", "complete", "pruned", "fail", "running", "best"):
+    for col in ("study", "complete", "pruned", "infeasible", "fail", "running", "best"):
         table.add_column(col)
     for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=store)
         c = counts(study)
-        table.add_row(summary.study_name, *(str(c[k]) for k in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")), _best(study))
+        table.add_row(summary.study_name, *(str(c[k]) for k in ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING")),
+                      _best(study))
     console.print(table)
 
 

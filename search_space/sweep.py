@@ -201,8 +201,8 @@ class Objective:
         if self.announce is not None:
             self.announce(cfg, space.pruner["name"] != "none")
         try:
-            with journal_heartbeat(trial.study, trial._trial_id):
-                result = run_trial(cfg, resume=True, callbacks=callbacks)  # resume: a retried trial continues its checkpoint
+            with journal_heartbeat(trial.study, trial._trial_id):  # resume: a retried trial continues its checkpoint
+                result = run_trial(cfg, resume=True, callbacks=callbacks, on_progress=progress_sink(trial, metric))
         except DivergedError as err:
             trial.set_user_attr("fail_reason", str(err))
             raise
@@ -243,6 +243,19 @@ class Objective:
                     and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)):
                 return t
         return None
+
+
+def progress_sink(trial: optuna.Trial, metric: str) -> Callable[[dict], None]:
+    """Stores a running trial's latest progress on it (`progress` user attribute), for the live display and
+    `lclab trials`: phase (train / warm decoder), step of steps, tokens, training loss, latest objective value."""
+    def store(snapshot: dict) -> None:
+        keep = {k: snapshot[k] for k in ("phase", "step", "steps", "tokens", "loss", "at")}
+        value = snapshot["val"].get(metric) if snapshot["phase"] == "train" else None
+        try:
+            trial.set_user_attr("progress", {**keep, "objective": value})
+        except optuna.exceptions.StorageInternalError as err:  # progress is best effort: training goes on
+            print(f"progress of trial {trial.number} not stored: {err}", flush=True)
+    return store
 
 
 @contextlib.contextmanager
@@ -413,10 +426,25 @@ def trained(study: optuna.Study) -> int:
                if not {"infeasible", "surplus"} & set(t.user_attrs) and (t.state != TrialState.FAIL or "fail_reason" in t.user_attrs))
 
 
+def eta_s(study: optuna.Study, target: int, workers: int) -> float | None:
+    """Seconds until the study reaches `target`, from the wall time of its trials alone (the one-off warm decoder
+    is not a trial's duration), the work left in running trials and the number of workers; None before any trial
+    has completed."""
+    walls = [t.user_attrs["metrics"]["sys/wall_s"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if "duplicate_of" not in t.user_attrs and "sys/wall_s" in t.user_attrs.get("metrics", {})]
+    if not walls:
+        return None
+    running = [t.user_attrs.get("progress") or {} for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    in_flight = sum(p["step"] / max(1, p["steps"]) for p in running if p.get("phase") == "train")
+    left = max(0.0, target - trained(study) - in_flight)
+    return left * (sum(walls) / len(walls)) / max(1, workers)
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
-    out = {s.name: 0 for s in TrialState}
+    """Trials by state, with INFEASIBLE (points that break a constraint: recorded as pruned, never trained) apart."""
+    out = {s.name: 0 for s in TrialState} | {"INFEASIBLE": 0}
     for t in study.get_trials(deepcopy=False):
-        out[t.state.name] += 1
+        out["INFEASIBLE" if t.state == TrialState.PRUNED and "infeasible" in t.user_attrs else t.state.name] += 1
     return out
 
 

@@ -1,6 +1,7 @@
 """One trial end to end: data, model, budget, Lightning fit with checkpoints, final metrics."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -11,10 +12,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
 import yaml
+from filelock import FileLock
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -28,6 +31,7 @@ from .corpus import cache_dir
 from .data import TrialData, make_source
 from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
 from .module import LCLMTrial
+from .progress import ProgressLog, StepProgressBar
 
 QUALITY_PREFIXES = ("val/", "params/", "flops_per_token/", "train/")  # deterministic for a fixed seed on CPU
 
@@ -73,6 +77,8 @@ def budget_steps(cfg: TrialConfig) -> int:
 
 def _quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    if "SLURM_JOB_ID" not in os.environ:  # lclab knows when it runs under Slurm: elsewhere the srun hint is noise
+        warnings.filterwarnings("ignore", message=".*The `srun` command is available on your system.*")
     for pattern in (".*does not have many workers.*", ".*IterableDataset.*", ".*num_workers.*", ".*LeafSpec.*",
                     ".*reproducible.*", ".*tensorboardX.*", ".*checkpoint.*mid-epoch.*", ".*Checkpoint directory.*"):
         warnings.filterwarnings("ignore", message=pattern)
@@ -85,9 +91,10 @@ def resolve_config(cfg: TrialConfig, source) -> TrialConfig:
     return dataclasses.replace(cfg, model=model).validate()
 
 
-def warm_decoder(cfg: TrialConfig) -> Path:
+def warm_decoder(cfg: TrialConfig, on_progress: Callable[[dict], None] | None = None) -> Path:
     """A decoder pre-trained on raw context for this data, shared by every trial with the same decoder
-    and data (cached by hash): trials then pay only for the compressor."""
+    and data (cached by hash): trials then pay only for the compressor. Concurrent workers wait on a file lock
+    for the one that trains it, so it is trained once."""
     # only what shapes the warm decoder enters its hash: not the trial's own learning rates or recipe
     t = TrainConfig(batch_size=cfg.train.batch_size, steps=cfg.train.warm_steps, lr_decoder=cfg.train.warm_lr,
                     full_context_share=1.0, threads=cfg.train.threads, checkpoint_every=cfg.train.warm_steps)
@@ -96,13 +103,16 @@ def warm_decoder(cfg: TrialConfig) -> Path:
     warm = dataclasses.replace(cfg, name="warm-decoder", seed=0, model=base, train=t, progress=False,
                                output_dir=str(cache_dir() / "warm"))
     path = cache_dir() / "warm" / f"decoder-{warm.hash()}.pt"
-    if not broadcast(path.exists()):  # DDP ranks train it together, so they must agree on whether to
-        result = run_trial(warm)
-        if is_leader():
-            tmp = path.with_suffix(".tmp")
-            torch.save(result.module.model.decoder.state_dict(), tmp)
-            tmp.replace(path)
-        barrier()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # only rank 0 of a DDP trial takes the lock: the other ranks follow its decision below
+    with FileLock(f"{path}.lock") if is_leader() else contextlib.nullcontext():
+        if not broadcast(path.exists()):  # DDP ranks train it together, so they must agree on whether to
+            result = run_trial(warm, on_progress=on_progress, phase="warm decoder")
+            if is_leader():
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                torch.save(result.module.model.decoder.state_dict(), tmp)
+                tmp.replace(path)
+            barrier()
     return path
 
 
@@ -124,8 +134,11 @@ def trainer_layout(cfg: TrialConfig) -> dict:
     return layout
 
 
-def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple = ()) -> TrialResult:
-    """Train one trial to its budget (resuming from the run's last checkpoint if asked) and evaluate it."""
+def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple = (),
+              on_progress: Callable[[dict], None] | None = None, phase: str = "train") -> TrialResult:
+    """Train one trial to its budget (resuming from the run's last checkpoint if asked) and evaluate it.
+    With `cfg.progress` a progress bar shows it; otherwise a line per `log_every` steps goes to stdout and a
+    snapshot to `on_progress` (the warm decoder's too, with phase "warm decoder")."""
     _quiet_lightning()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -141,8 +154,11 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     L.seed_everything(cfg.seed, verbose=False)
     module = LCLMTrial(cfg, steps)
     if cfg.train.decoder_init == "warm":
-        module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg), weights_only=True))
+        module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg, on_progress), weights_only=True))
     data = TrialData(cfg, source, steps)
+    tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
+    shown = [StepProgressBar(tokens_per_step)] if cfg.progress else \
+        [ProgressLog(phase, tokens_per_step, cfg.train.log_every, on_progress)] if is_leader() else []
     gpu = use_gpu()
     precision = {"auto": "bf16-mixed" if gpu else "32-true", "32": "32-true", "bf16": "bf16-mixed"}[cfg.train.precision]
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
@@ -151,7 +167,8 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         max_steps=steps, precision=precision, **trainer_layout(cfg),
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
-        callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *callbacks], enable_progress_bar=cfg.progress, enable_model_summary=False,
+        callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *shown, *callbacks],
+        enable_progress_bar=cfg.progress, enable_model_summary=False,
         val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=cfg.train.log_every,
     )
@@ -169,7 +186,6 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         trainer.validate(module, datamodule=data, verbose=False)
 
     d = cfg.data
-    tokens_per_step = cfg.train.batch_size * (d.context_len + d.text_len)
     metrics = dict(module.val_metrics)
     metrics.update({f"params/{k}": v for k, v in param_counts(module.model).items()})
     metrics.update(flops_per_token(cfg.model, d.context_len, d.text_len))

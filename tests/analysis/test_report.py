@@ -107,7 +107,13 @@ def test_bad_input_is_one_clear_message(planted_db, tmp_path, args, message):
 
 def test_report_on_a_real_sweep(tmp_path):
     run_sweep(load_space(mini_space(tmp_path, budget={"steps": 4})), tmp_path / "lab")
-    r = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / "rep")
+    # 4 steps are too few to learn anything: the report says so and recommends nothing ...
+    r = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / "unlearned")
+    assert r.returncode == 0, r.stderr
+    assert "No scored trial learned" in (tmp_path / "unlearned" / "report.md").read_text()
+    assert not (tmp_path / "unlearned" / "recipe.yaml").exists()
+    # ... unless asked to analyse them anyway
+    r = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / "rep", "--include-unlearned")
     assert r.returncode == 0, r.stderr
     principles = json.loads((tmp_path / "rep" / "principles.json").read_text())["studies"]["mini"]
     assert principles["metric"] == "val/loss_compressed" and principles["seed_sd_dof"] == 4  # 4 configs x 2 seeds

@@ -1,0 +1,98 @@
+"""Watching a sweep: the live display's ingredients (progress of running trials, an ETA from trial durations only,
+infeasible points named as such) and worker logs that show life while a trial runs."""
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from search_space.sweep import counts, eta_s
+from tests.search_space.test_sweep import MINI_BASE, mini_space
+from trials.db import load_frame, storage_url
+
+ROOT = Path(__file__).parents[2]
+
+
+def lclab(*args, env=None, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "lclab", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "250", **(env or {})}, timeout=600)
+
+
+def test_a_running_trial_shows_its_progress_in_the_worker_log_and_the_study(tmp_path):
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "log_every": 2, "checkpoint_every": 50}}
+    space = mini_space(tmp_path, seeds=[0], budget={"steps": 3000}, base=base, axes={"ratio": {"values": [4]}})
+    lab = tmp_path / "lab"
+    sweep = subprocess.Popen([sys.executable, "-m", "lclab", "sweep", str(space), "--lab", str(lab)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    seen, deadline = {}, time.time() + 240
+    try:
+        while not seen and time.time() < deadline and sweep.poll() is None:
+            time.sleep(1)
+            if not (lab / "lab.db").exists():
+                continue
+            study = optuna.load_study(study_name="mini", storage=storage_url(None, lab))
+            logs = list((lab / "logs" / "mini").glob("*.log"))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                p, text = t.user_attrs.get("progress"), logs[0].read_text() if logs else ""
+                steps = [line for line in text.splitlines() if line.startswith("[train] step")]
+                if p and p["step"] > 0 and len(steps) >= 2:
+                    seen.update(progress=p, lines=steps, log=text)
+    finally:
+        os.killpg(sweep.pid, 2)  # Ctrl-C, as a user stops it: the trial checkpoints and is queued again
+        sweep.wait(timeout=120)
+    assert seen, f"no progress seen while the trial ran: {sweep.stderr.read().decode()[-2000:]}"
+    p = seen["progress"]
+    assert p["phase"] == "train" and 0 < p["step"] < p["steps"] == 3000 and p["tokens"] == p["step"] * 8 * 32
+    assert p["loss"] is not None and p["loss"] > 0
+    assert "loss" in seen["lines"][-1] and "tokens" in seen["lines"][-1]
+    assert "srun" not in seen["log"]
+
+
+def test_the_eta_counts_trial_durations_only():
+    study = optuna.create_study()
+    trained = [create_trial(value=1.0, user_attrs={"metrics": {"sys/wall_s": 10.0}}) for _ in range(2)]
+    # a duplicate settled by an earlier trial costs nothing and must not count as a duration
+    copied = create_trial(value=1.0, user_attrs={"metrics": {"sys/wall_s": 0.01}, "duplicate_of": 0})
+    study.add_trials([*trained, copied])
+    assert eta_s(study, target=6, workers=1) == 30.0  # 3 trials left x 10 s
+    assert eta_s(study, target=6, workers=3) == 10.0
+    assert eta_s(optuna.create_study(), target=6, workers=1) is None  # nothing measured yet: no guess
+
+
+def test_an_infeasible_grid_point_is_shown_as_infeasible_with_its_constraint(tmp_path):
+    space = mini_space(tmp_path, seeds=[0, 1], budget={"steps": 2}, axes={"ratio": {"values": [4, 5]}})
+    out = lclab("sweep", space, "--lab", tmp_path / "lab")
+    assert out.returncode == 0, out.stderr
+    shown = " ".join(out.stdout.split())
+    assert "infeasible ratio=5: model.encoder.window" in shown and "not divisible by ratio 5" in shown
+    assert "2/4 trained, 2 infeasible" in shown
+    study = optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab"))
+    c = counts(study)
+    assert c["INFEASIBLE"] == 2 and c["PRUNED"] == 0 and c["COMPLETE"] == 2
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    bad = frame[frame["param.ratio"] == 5]
+    assert (bad.state == "INFEASIBLE").all() and bad.infeasible.str.contains("not divisible by ratio 5").all()
+    trials = lclab("trials", "mini", "--lab", tmp_path / "lab", "--columns", "number,ratio,state,infeasible")
+    assert "INFEASIBLE" in trials.stdout
+    report = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / "rep")
+    assert report.returncode == 0, report.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "2 points are infeasible and were never trained: ratio = 5" in md and "INFEASIBLE" in md
+
+
+def test_lclab_train_counts_steps_and_tokens_and_is_silent_about_srun(tmp_path):
+    fake = tmp_path / "bin" / "srun"  # every machine lclab targets has Slurm installed
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = {"PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    env.pop("SLURM_JOB_ID", None)
+    out = lclab("train", ROOT / "configs/trial/tiny.yaml", "--set", "train.steps=4", "--set", "data.val_examples=8",
+                "--set", "train.decoder_init=scratch", "--output-dir", tmp_path / "runs", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "srun" not in out.stderr + out.stdout
+    assert "Epoch" not in out.stderr and "steps" in out.stderr and "4/4" in out.stderr and "tokens=" in out.stderr
