@@ -42,6 +42,15 @@ def _interval(boot: np.ndarray, center: float, df: float, expand: float) -> tupl
     return float(lo), float(hi)
 
 
+def _wider(boot: tuple[float, float], center: float, se: float, df: float) -> tuple[float, float]:
+    """The union of the bootstrap interval and Student's t interval. With one matched pair per seed and 2-3 seeds
+    a bootstrap sees only a handful of distinct resamples and covers 60-80% instead of 95%
+    (benchmarks/coverage.py); the t interval is exact for normal noise at any n. With many pairs the bootstrap
+    keeps its robustness to skew; the interval and the t-test's p then tell the same story."""
+    half = float(stats.t.ppf(0.5 + LEVEL / 2, df)) * se
+    return min(boot[0], center - half), max(boot[1], center + half)
+
+
 def mean_ci(x, seed: int = 0) -> tuple[float, float, float]:
     """Mean with a bootstrap interval (no interval for one observation)."""
     x = np.asarray(x, dtype=float)
@@ -79,7 +88,7 @@ def paired_effect(deltas, strata=None, seed: int = 0) -> Estimate:
     if var == 0:  # every difference identical within its cell
         return Estimate(mean, mean, mean, 1.0 if mean == 0 else 0.0, n, True)
     p = float(2 * stats.t.sf(abs(mean) / np.sqrt(var), dof))
-    return Estimate(mean, *_interval(boot, mean, dof, np.sqrt(var / var_boot)), p, n, True)
+    return Estimate(mean, *_wider(_interval(boot, mean, dof, np.sqrt(var / var_boot)), mean, np.sqrt(var), dof), p, n, True)
 
 
 def difference(a, b, seed: int = 0) -> Estimate:
@@ -96,7 +105,8 @@ def difference(a, b, seed: int = 0) -> Estimate:
     welch_df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     expand = np.sqrt((va + vb) / (va * (len(a) - 1) / len(a) + vb * (len(b) - 1) / len(b)))
     p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return Estimate(value, *_interval(boot, value, welch_df, expand), p, len(a) + len(b), False)
+    return Estimate(value, *_wider(_interval(boot, value, welch_df, expand), value, np.sqrt(va + vb), welch_df), p,
+                    len(a) + len(b), False)
 
 
 def holm(pvalues) -> np.ndarray:
