@@ -33,7 +33,7 @@ class StudyAnalysis:
     interactions: list[fx.Interaction]
     two_ways: dict
     importance: pd.DataFrame
-    noise: tuple[float, int, int]
+    noise: fx.SeedNoise
     claims: list[Claim]
     min_effect: float
     fronts: dict
@@ -89,15 +89,16 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
                      "(or pass --include-unlearned to analyse them anyway).")
     elif not axes:
         notes.append("No scientific axis has two measured levels yet: no effect can be estimated.")
-    effects = fx.axis_effects(df, axes, info.base_point) if axes else []
+    # grids and ablations are built to be matched: there an unmatched pool would only mix other axes' levels in
+    effects = fx.axis_effects(df, axes, info.base_point, matched_only=info.sampler in ("grid", "ablation")) if axes else []
     noise = fx.seed_noise(df)
-    if noise[2] == 0:
+    if noise.configs == 0:
         notes.append("No configuration was run with more than one seed: seed noise is unknown "
                      "(use `lclab sweep --replicate-top K --seeds S`); intervals rest on the spread across configurations.")
     ranked = list(dict.fromkeys(e.axis for e in sorted(effects, key=lambda e: -abs(e.estimate.value))))[:TOP_AXES]
     pairs = [(x, z) for i, x in enumerate(ranked) for z in ranked[i + 1:]]
     inters = fx.interactions(df, pairs, axes, info.base_point)
-    claims, used_min = principles(effects, inters, metric, maximize, noise[0], min_effect)
+    claims, used_min = principles(effects, inters, metric, maximize, noise.robust, min_effect)
     for claim in claims:
         _name_unlearned(claim, every, info.scientific, include_unlearned)
     front, skipped = fronts(design_costs(rows, df), maximize)

@@ -3,8 +3,8 @@
 A configuration is scored by its best nuisance setting (per seed), as the tuning playbook prescribes. An
 effect of `axis = level` is measured against the axis's reference level (the base configuration's), on
 *matched* trials where possible: same other scientific axes, same seed. That is exactly the paired
-ablation delta for ablation studies, and it removes the other axes' main effects in grids. Without
-matches (random / TPE samples) it falls back to the difference of the two groups' means."""
+ablation delta for ablation studies, and it removes the other axes' main effects in grids. Only without a
+single match, and only in random / TPE samples, is the difference of the two groups' means used instead."""
 from __future__ import annotations
 
 import json
@@ -132,37 +132,44 @@ def seed_deltas(pairs: pd.DataFrame) -> dict:
     return out
 
 
-def compare(df: pd.DataFrame, axis: str, level, reference, axes: list[str], seed: int = 0) -> tuple[Estimate, int]:
-    """Effect of axis=level against axis=reference (matched when possible) and the number of seeds behind it."""
+def compare(df: pd.DataFrame, axis: str, level, reference, axes: list[str], seed: int = 0,
+            matched_only: bool = False) -> tuple[Estimate, int]:
+    """Effect of axis=level against axis=reference and the number of seeds behind it.
+
+    Matched trials (same other axes, same seed) whenever any exist: an unmatched pool mixes other axes' levels and
+    can flip the sign. Only without a single matched pair, and only when the design allows it (`matched_only` False:
+    random / TPE samples), is the difference of the two groups' means used instead."""
     a, b = df[df[axis] == level], df[df[axis] == reference]
     pairs = matched(df, axis, level, reference, axes)
     n_seeds = len(set(a.seed) | set(b.seed))
-    if len(pairs) >= MIN_PAIRS:
+    if len(pairs) or matched_only:
         cells = pairs.index.droplevel("seed") if pairs.index.nlevels > 1 else None
         return paired_effect(pairs.a - pairs.b, cells, seed), n_seeds
     return difference(a.y, b.y, seed), n_seeds
 
 
-def axis_effects(df: pd.DataFrame, axes: list[str], base_point: dict, strata: bool = True) -> list[Effect]:
-    """Every non-reference level of every axis against its reference, Holm-corrected over the whole family."""
+def axis_effects(df: pd.DataFrame, axes: list[str], base_point: dict, strata: bool = True,
+                 matched_only: bool = False) -> list[Effect]:
+    """Every non-reference level of every axis against its reference, Holm-corrected over the whole family.
+    `matched_only` for designs built to be matched (grid, ablation): never an unmatched pool."""
     effects = []
     for axis in axes:
         ref = reference_level(df, axis, base_point)
         for level in (lv for lv in levels(df, axis) if lv != ref):
-            estimate, n_seeds = compare(df, axis, level, ref, axes)
+            estimate, n_seeds = compare(df, axis, level, ref, axes, matched_only=matched_only)
             deltas = seed_deltas(matched(df, axis, level, ref, axes)) if estimate.paired else {}
             effects.append(Effect(axis, level, ref, estimate, n_seeds, deltas=deltas))
     for effect, p in zip(effects, holm([e.estimate.p for e in effects])):
         effect.p_holm = float(p)
     if strata:
-        found = {id(e): _strata(df, e, axes, effects) for e in effects}
+        found = {id(e): _strata(df, e, axes, effects, matched_only) for e in effects}
         flat = [(e, key, est) for e in effects for key, est in found[id(e)].items()]
         for (e, key, est), p in zip(flat, holm([est.p for _, _, est in flat])):
             e.strata[key] = (est, float(p))
     return effects
 
 
-def _strata(df, effect: Effect, axes: list[str], effects: list[Effect]) -> dict:
+def _strata(df, effect: Effect, axes: list[str], effects: list[Effect], matched_only: bool) -> dict:
     """The same comparison within each level of the other axis with the largest effect ("it holds at 1:4 and 1:16")."""
     others = [e for e in effects if e.axis != effect.axis]
     if not others:
@@ -172,7 +179,8 @@ def _strata(df, effect: Effect, axes: list[str], effects: list[Effect]) -> dict:
     for level in levels(df, by):
         sub = df[df[by] == level]
         if (sub[effect.axis] == effect.level).any() and (sub[effect.axis] == effect.reference).any():
-            est, _ = compare(sub, effect.axis, effect.level, effect.reference, [a for a in axes if a != by])
+            est, _ = compare(sub, effect.axis, effect.level, effect.reference, [a for a in axes if a != by],
+                             matched_only=matched_only)
             if est.n >= MIN_PAIRS:
                 out[(by, level)] = est
     return out
@@ -214,11 +222,22 @@ def two_way(df: pd.DataFrame, x: str, z: str) -> tuple[pd.DataFrame, pd.DataFram
         df.pivot_table(index=x, columns=z, values="y", aggfunc="count").fillna(0).astype(int)
 
 
-def seed_noise(df: pd.DataFrame) -> tuple[float, int, int]:
-    """Seed-to-seed sd pooled over replicated configurations: (sd, degrees of freedom, replicated configs)."""
+@dataclass(frozen=True)
+class SeedNoise:
+    """Seed-to-seed standard deviation of the objective, over configurations run with several seeds (of the trials
+    that learned). `robust`, the median of the configurations' own sds, is the one used as the null threshold and
+    the ranking unit: one unstable configuration inflates `pooled` (and with it the nulls it would let through)."""
+    pooled: float
+    dof: int
+    configs: int
+    robust: float
+
+
+def seed_noise(df: pd.DataFrame) -> SeedNoise:
     groups = [g.y.values for _, g in df.groupby("config") if len(g) > 1]
     sd, dof = pooled_sd(groups)
-    return sd, dof, len(groups)
+    robust = float(np.median([np.std(g, ddof=1) for g in groups])) if groups else float("nan")
+    return SeedNoise(sd, dof, len(groups), robust)
 
 
 def config_table(df: pd.DataFrame, counted: pd.Series, maximize: bool) -> pd.DataFrame:

@@ -57,9 +57,10 @@ def _stratum_ok(est, p_holm: float, sign: float) -> bool:
 def _comparison(axis: str, level, reference, est, metric: str, maximize: bool, n_seeds: int, p_holm: float) -> str:
     better = (est.value > 0) == maximize
     verb = ("raises" if est.value > 0 else "lowers") + f" {metric}"
+    evidence = f"{est.n} matched pairs over {n_seeds} seeds" if est.paired else \
+        f"{est.n} unmatched trials over {n_seeds} seeds (no matched pair: other axes differ between the groups)"
     return (f"{_level(axis, level)} {verb} by {_fmt(abs(est.value))} against {_level(axis, reference)} "
-            f"({'better' if better else 'worse'}; 95% CI {_fmt(est.lo)} to {_fmt(est.hi)}, "
-            f"{est.n} {'matched pairs' if est.paired else 'trials'} over {n_seeds} seeds, {_p(p_holm)})")
+            f"({'better' if better else 'worse'}; 95% CI {_fmt(est.lo)} to {_fmt(est.hi)}, {evidence}, {_p(p_holm)})")
 
 
 def _grade(p_holm: float, n_seeds: int) -> str:

@@ -101,14 +101,16 @@ def _fmt_effects(effects) -> pd.DataFrame:
 
 def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
     name = a.info.name
-    sd, dof, reps = a.noise
+    noise = a.noise
     blocks = [("h", 2, f"{name}: principles")]
     blocks += [("p", f"Note: {n}") for n in a.notes]
     blocks.append(("list", [f"[{c.grade}] {c.text}" for c in a.claims] or
                    ["No claims: nothing was measured that could support one."]))
-    noise = (f"Seed-to-seed noise: sd = {sd:.3g} ({dof} degrees of freedom from {reps} replicated configurations)."
-             if reps else "Seed-to-seed noise: unknown (no configuration has two seeds).")
-    blocks.append(("p", noise + (f" Smallest effect of interest for null results: {a.min_effect:.3g}."
+    text = (f"Seed-to-seed noise: sd = {noise.robust:.3g}, the median of {noise.configs} replicated configurations' own "
+            f"sds (the ranking table has each); pooled over them it is {noise.pooled:.3g} ({noise.dof} degrees of freedom), "
+            "which one unstable configuration can inflate. Trials that did not learn are not in either."
+            if noise.configs else "Seed-to-seed noise: unknown (no configuration has two seeds).")
+    blocks.append(("p", text + (f" Smallest effect of interest for null results: {a.min_effect:.3g}."
                                  if np.isfinite(a.min_effect) else "")))
     blocks.append(("h", 3, "Every seed"))
     blocks.append(("img", f"{name}_seeds.png", plots.seeds(_seed_points(a), a.metric)))
@@ -278,7 +280,8 @@ def _principles_json(lab: Lab, analyses, scale) -> dict:
     return {"storage": lab.storage, "generated": dt.datetime.now(dt.timezone.utc).isoformat(),
             "studies": {a.info.name: {
                 "metric": a.metric, "direction": "maximize" if a.maximize else "minimize",
-                "seed_sd": a.noise[0], "seed_sd_dof": a.noise[1], "min_effect": a.min_effect, "notes": a.notes,
+                "seed_sd": a.noise.robust, "seed_sd_pooled": a.noise.pooled, "seed_sd_dof": a.noise.dof,
+                "min_effect": a.min_effect, "notes": a.notes,
                 "claims": [c.to_dict() for c in a.claims],
                 "recipes": [{"ratio": r.ratio, "trial": r.trial, "mean": r.mean, "seeds": r.seeds, "evidence": r.evidence}
                             for r in a.recipes]} for a in analyses},

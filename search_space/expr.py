@@ -2,7 +2,8 @@
 
 Arithmetic (+ - * / // % **), comparisons (chained too), and / or / not, conditional
 expressions, numbers, strings, booleans and known names. Nothing else: no calls, attributes,
-subscripts or comprehensions, so a shared YAML file can never run code.
+subscripts or comprehensions, so a shared YAML file can never run code; and bounded powers and
+products, so it can never hang a sweep either.
 """
 from __future__ import annotations
 
@@ -10,8 +11,30 @@ import ast
 import operator
 from typing import Any, Mapping
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+MAX_EXPONENT = 256  # a shared space must not hang a sweep on 9 ** 9 ** 9 or 'x' * 10 ** 9
+MAX_BITS = 4096
+MAX_REPEAT = 10_000
+
+
+def _pow(base, exponent):
+    if isinstance(exponent, (int, float)) and abs(exponent) > MAX_EXPONENT:
+        raise ExpressionError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and base.bit_length() * exponent > MAX_BITS:
+        raise ExpressionError(f"{base} ** {exponent} would have more than {MAX_BITS} bits")
+    return operator.pow(base, exponent)
+
+
+def _mul(a, b):
+    for seq, n in ((a, b), (b, a)):
+        if isinstance(seq, (str, tuple)) and isinstance(n, int) and n > MAX_REPEAT:
+            raise ExpressionError(f"repeating a sequence {n} times (more than {MAX_REPEAT})")
+    if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_BITS:
+        raise ExpressionError(f"a product with more than {MAX_BITS} bits")
+    return operator.mul(a, b)
+
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: _mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _pow}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}

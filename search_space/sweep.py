@@ -31,7 +31,7 @@ from models import ConfigError
 from trials import DivergedError, budget_steps, run_trial
 from trials.distributed import device_name
 from trials.config import TrialConfig
-from trials.db import GRACE_S, HEARTBEAT_S, open_storage, storage_url
+from trials.db import GRACE_S, HEARTBEAT_S, MAX_RETRIES, open_storage, storage_url
 
 from .registry import PRUNERS, SAMPLERS, build
 from .space import Axis, Space, load_space
@@ -166,7 +166,9 @@ class Objective:
             trial.set_user_attr("infeasible", f"{err.field}: {err.problem}")
             raise optuna.TrialPruned("infeasible")
         cfg.output_dir, cfg.progress = str(self.lab_dir / "runs" / space.name), False
-        config_hash = cfg.hash()
+        if space.pruner["name"] != "none" and not cfg.train.val_every:
+            cfg.train.val_every = max(1, budget_steps(cfg) // 4)  # the pruner needs intermediate values
+        config_hash = cfg.hash()  # the stored config below is the one that runs
         retried = "retry_of" in trial.user_attrs or "config_hash" in trial.user_attrs  # before we set it below
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("config_hash", config_hash)
@@ -194,8 +196,6 @@ class Objective:
         metric = space.objectives[0]["metric"]
         callbacks = [self.stop] if self.stop else []
         if space.pruner["name"] != "none":
-            if not cfg.train.val_every:  # the pruner needs intermediate values: validate 4 times per trial
-                cfg.train.val_every = max(1, budget_steps(cfg) // 4)
             tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
             callbacks.append(PruningReporter(trial, metric, tokens_per_step))
         if self.announce is not None:
@@ -213,7 +213,7 @@ class Objective:
                     raise Preempted(f"trial {trial.number} checkpointed for requeue") from None
                 raise  # submitit already requeued the job and is exiting (or Slurm ended it): nothing to add
             trial.set_user_attr("interrupted", True)
-            enqueue_retry(trial.study, trial.study._storage.get_trial(trial._trial_id))
+            enqueue_retry(trial.study, trial.study._storage.get_trial(trial._trial_id), count=False)
             raise KeyboardInterrupt from None  # Optuna records the trial as failed; the retry resumes its checkpoint
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
@@ -294,19 +294,33 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def fail_and_retry(study: optuna.Study, trial, reason: str) -> None:
-    """Fail a RUNNING trial whose worker is gone (marked with `reason`) and queue its retry."""
-    study._storage.set_trial_user_attr(trial._trial_id, reason, True)
-    if study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+    """Fail a RUNNING trial whose worker is gone (marked with `reason`) and queue its retry, at most MAX_RETRIES
+    times in a row on every storage (Optuna's heartbeat callback has the same cap on SQL storages), so a trial
+    that kills its worker every time stops with its reason. Two workers may find the same stale trial at once:
+    the one that loses the race to fail it leaves it alone, as Optuna's own `fail_stale_trials` does."""
+    gave_up = int(trial.user_attrs.get("retries", 0)) >= MAX_RETRIES
+    try:
+        study._storage.set_trial_user_attr(trial._trial_id, reason, True)
+        if gave_up:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+                                               f"{reason}: its worker died {MAX_RETRIES + 1} times in a row; not retried again")
+        failed = study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    if failed and not gave_up:
         enqueue_retry(study, trial)
 
 
-def enqueue_retry(study: optuna.Study, trial) -> None:
+def enqueue_retry(study: optuna.Study, trial, count: bool = True) -> None:
     """Queue the same configuration again, keeping the trial's intermediate values: the retry resumes the
-    run's last checkpoint (same config hash, same run directory)."""
+    run's last checkpoint (same config hash, same run directory). `count`: a death counts toward the retry cap,
+    a user's Ctrl-C does not."""
     attrs = {k: trial.user_attrs[k] for k in FOLLOWER_KEYS if k in trial.user_attrs}
+    retries = int(trial.user_attrs.get("retries", 0)) + count
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={**attrs, "retry_of": trial.number}, intermediate_values=dict(trial.intermediate_values)))
+        user_attrs={**attrs, "retry_of": trial.number, "retries": retries},
+        intermediate_values=dict(trial.intermediate_values)))
 
 
 def open_study(space: Space, lab_dir: Path) -> optuna.Study:

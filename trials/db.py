@@ -16,6 +16,7 @@ from models import ConfigError
 # a worker killed without warning is noticed once its heartbeat is GRACE seconds old (tests shorten both)
 HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))
 GRACE_S = int(os.environ.get("LCLAB_GRACE_S", 30))
+MAX_RETRIES = 3  # a trial whose worker dies is retried at most this many times in a row, on every storage
 
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -68,7 +69,7 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
             kwargs = {"connect_args": {"timeout": 120}}  # several local workers wait instead of "database is locked"
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3, inherit_intermediate_values=True))
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True))
         if url.startswith("sqlite"):
             _serialize_sqlite(storage.engine)
         return storage

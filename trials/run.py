@@ -27,6 +27,7 @@ from models import ConfigError, flops_per_token, forward_flops, param_counts
 from models.attention import resolve
 
 from .config import TrainConfig, TrialConfig
+from .checkpointing import AtomicCheckpointIO, resume_step
 from .corpus import cache_dir
 from .data import TrialData, make_source
 from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
@@ -116,6 +117,26 @@ def warm_decoder(cfg: TrialConfig, on_progress: Callable[[dict], None] | None = 
     return path
 
 
+def reset_peak_memory(gpu: bool) -> None:
+    """Start this trial's peak memory from now: a worker runs many trials, and on CPU `ru_maxrss` is the process's
+    lifetime maximum, so Linux's resettable peak (VmHWM, reset by writing 5 to clear_refs) is used instead."""
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_memory_mb(gpu: bool) -> float:
+    if gpu:
+        return torch.cuda.max_memory_allocated() / 2**20
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the lifetime peak, in kB on Linux
+
+
 def trainer_layout(cfg: TrialConfig) -> dict:
     """Accelerator, devices, nodes and strategy: one device, or DDP over the process group the worker joined
     (one process per device; the Slurm job's tasks). Under Slurm, submitit owns requeueing, never Lightning."""
@@ -163,8 +184,10 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     precision = {"auto": "bf16-mixed" if gpu else "32-true", "32": "32-true", "bf16": "bf16-mixed"}[cfg.train.precision]
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
                                  save_last=True, enable_version_counter=False)
+    layout = trainer_layout(cfg)
+    layout["plugins"] = [*(layout["plugins"] or []), AtomicCheckpointIO()]
     trainer = L.Trainer(
-        max_steps=steps, precision=precision, **trainer_layout(cfg),
+        max_steps=steps, precision=precision, **layout,
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *shown, *callbacks],
@@ -173,12 +196,16 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         log_every_n_steps=cfg.train.log_every,
     )
     last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.exists() else None
-    if gpu:
-        torch.cuda.reset_peak_memory_stats()
-    start_step, started = 0, time.perf_counter()
-    if ckpt_path:
-        start_step = torch.load(ckpt_path, weights_only=True, map_location="cpu")["global_step"]
+    start_step, ckpt_path, resume_problem = 0, None, None
+    if resume and last.exists():
+        step, resume_problem = resume_step(last) if is_leader() else (None, None)
+        step, resume_problem = broadcast((step, resume_problem))  # every DDP rank resumes, or restarts, alike
+        if step is not None:
+            start_step, ckpt_path = step, str(last)
+        else:
+            print(resume_problem, flush=True)
+    reset_peak_memory(gpu)
+    started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     train_s = time.perf_counter() - started
     trainer.save_checkpoint(last)  # the final state, whatever checkpoint_every was
@@ -194,7 +221,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         "train/tokens_seen": trainer.global_step * tokens_per_step,
         "train/flops": trainer.global_step * train_flops_per_step(cfg),
         "sys/tokens_per_s": (trainer.global_step - start_step) * tokens_per_step / max(train_s, 1e-9),
-        "sys/peak_mem_mb": (torch.cuda.max_memory_allocated() if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
+        "sys/peak_mem_mb": peak_memory_mb(gpu),
         "sys/wall_s": time.perf_counter() - started,
         "sys/devices": trainer.world_size,
         "sys/device": device_name(),
@@ -202,6 +229,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         "meta/data_fingerprint": source.fingerprint,
         "meta/seed": cfg.seed,
         "meta/resumed_from_step": start_step,
+        **({"meta/resume_problem": resume_problem} if resume_problem else {}),
     })
     trainer.logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("val/")},
                                step=trainer.global_step)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from analysis.analyze import analyze, scaling
-from analysis.effects import axis_effects
+from analysis.effects import axis_effects, seed_noise
 from analysis.importance import ranking
 from analysis.load import load
-from analysis.stats import holm
+from analysis.stats import difference, holm
 from tests.analysis import planted
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -67,8 +67,9 @@ def test_importance_ranks_the_axes_and_shows_its_spread(lab):
 
 
 def test_seed_noise_is_estimated_from_replicates(lab):
-    sd, dof, reps = analyze(lab, "planted").noise
-    assert reps == 12 and dof == 36 and 0.012 < sd < 0.03  # planted sigma 0.02
+    noise = analyze(lab, "planted").noise
+    assert noise.configs == 12 and noise.dof == 36 and 0.012 < noise.pooled < 0.03  # planted sigma 0.02
+    assert 0.012 < noise.robust < 0.03
 
 
 def test_large_noise_and_few_seeds_decline_to_claim(lab):
@@ -140,3 +141,33 @@ def test_scaling_warns_when_the_fit_cannot_be_checked(lab):
     fits = scaling(lab, ["three_budgets"]).fits
     assert fits and all("only 3 budgets" in w for f in fits for w in f.warnings[:1])
     assert scaling(lab, ["planted"]).notes[0].startswith("No design was measured at 3 or more compute budgets")
+
+
+def test_one_unstable_configuration_does_not_inflate_the_null_threshold():
+    rng = np.random.default_rng(0)
+    df = _draw(rng, sigma=0.02)
+    unstable = df.config == df.config.iloc[0]
+    df.loc[unstable, "y"] += rng.normal(0, 0.5, unstable.sum())  # one configuration's seeds scatter widely
+    noise = seed_noise(df)
+    assert noise.pooled > 0.05 and 0.012 < noise.robust < 0.03
+
+
+def test_an_ablation_never_falls_back_to_an_unmatched_pool_that_flips_the_sign():
+    """Attention pooling is planted 0.10 better; only seed 0 ran it. The pool of pooling = mean trials also holds the
+    overlap = 16 variant, planted 0.30 better: against that pool attention would look worse."""
+    base, rows = {"pooling": "mean", "overlap": 0}, []
+    truth = lambda p: 2.0 - 0.10 * (p["pooling"] == "attention") - 0.30 * (p["overlap"] == 16)  # noqa: E731
+    for seed in range(3):
+        for p in (base, {**base, "overlap": 16}) + (({**base, "pooling": "attention"},) if seed == 0 else ()):
+            rows.append({**p, "seed": seed, "config": json.dumps(p, sort_keys=True), "y": truth(p) + 0.001 * seed})
+    df = pd.DataFrame(rows)
+    pool = difference(df[df.pooling == "attention"].y, df[df.pooling == "mean"].y)
+    assert pool.value > 0  # the unmatched pool flips the sign: what the old fallback reported
+    for matched_only in (False, True):  # one matched pair is enough to never use the pool
+        e = next(e for e in axis_effects(df, ["pooling", "overlap"], base, matched_only=matched_only) if e.axis == "pooling")
+        assert e.estimate.paired and e.estimate.n == 1 and e.estimate.value == pytest.approx(-0.10)
+        assert not e.significant  # one pair: no interval, no claim
+    # attention run only on a seed whose base never ran: no matched pair at all, and in an ablation no estimate
+    unmatched = pd.concat([df[df.pooling == "mean"], df[df.pooling == "attention"].assign(seed=9)])
+    e = next(e for e in axis_effects(unmatched, ["pooling", "overlap"], base, matched_only=True) if e.axis == "pooling")
+    assert e.estimate.n == 0 and np.isnan(e.estimate.value) and not e.significant

@@ -34,3 +34,14 @@ def test_reports_names_and_unknown_names():
     assert expr.names == {"window", "overlap", "ratio"}
     with pytest.raises(ExpressionError, match="unknown name 'overlap'"):
         expr({"window": 4, "ratio": 2})
+
+
+@pytest.mark.parametrize("source", ["9 ** 9 ** 9", "2 ** 100000", "'x' * 10 ** 9", "(2 ** 200) ** 200",
+                                    "(2 ** 4000) * (2 ** 4000)"])
+def test_refuses_expressions_that_would_hang_a_sweep(source):
+    with pytest.raises(ExpressionError, match="exponent|bits|repeating"):
+        Expression(source)({})
+
+
+def test_ordinary_arithmetic_still_works():
+    assert Expression("2 ** 10 * ratio")({"ratio": 4}) == 4096 and Expression("0.5 ** 2")({}) == 0.25

@@ -269,3 +269,23 @@ def test_nsga2_sweeps_several_objectives(tmp_path):
     study = run_sweep(space, tmp_path / "lab")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(done) >= 3 and all(len(t.values) == 2 for t in done) and study.best_trials
+
+
+def test_stale_trials_are_retried_once_each_and_at_most_three_times_in_a_row(tmp_path):
+    from search_space.sweep import fail_and_retry
+
+    study = optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / "lab.journal")))
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    stale = study._storage.get_trial(trial._trial_id)
+    fail_and_retry(study, stale, "stale")
+    fail_and_retry(study, stale, "stale")  # a second worker found the same stale trial: no crash, no second retry
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1 and waiting[0].user_attrs["retries"] == 1 and waiting[0].user_attrs["retry_of"] == 0
+    # a trial that killed its worker three times in a row is failed for good, with the reason kept
+    study.enqueue_trial({"x": 0.5}, user_attrs={"retries": 3})
+    doomed = [t for t in study.get_trials() if t.user_attrs.get("retries") == 3][0]
+    study._storage.set_trial_state_values(doomed._trial_id, optuna.trial.TrialState.RUNNING)
+    fail_and_retry(study, study._storage.get_trial(doomed._trial_id), "stale")
+    after = study._storage.get_trial(doomed._trial_id)
+    assert after.state == optuna.trial.TrialState.FAIL and "not retried again" in after.user_attrs["fail_reason"]
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # only the first trial's retry

@@ -128,3 +128,46 @@ def test_warm_decoder_is_trained_once_and_reused(tmp_path, monkeypatch):
         assert torch.equal(tensor, state[name]), name
     run_trial(small_trial(tmp_path / "b", model={"ratio": 8, "pooling": "max"}, train=warm))
     assert list((cache_dir() / "warm").glob("decoder-*.pt")) == cached  # same decoder + data: reused
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_an_unreadable_checkpoint_is_named_set_aside_and_the_trial_restarts(tmp_path, damage, capsys):
+    cfg = small_trial(tmp_path)
+    full = run_trial(cfg)
+    last = full.run_dir / "checkpoints" / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 5] if damage == "truncated" else b"")
+    again = run_trial(cfg, resume=True)
+    problem = again.metrics["meta/resume_problem"]
+    assert str(last) in problem and "restarts from step 0" in problem and str(last) in capsys.readouterr().out
+    assert again.metrics["meta/resumed_from_step"] == 0 and again.metrics["train/steps"] == 12
+    assert same(quality(full.metrics), quality(again.metrics))  # a clean restart trains the same trial
+    assert (last.parent / "last.ckpt.unreadable").exists() and torch.load(last, weights_only=True)["global_step"] == 12
+
+
+def test_checkpoints_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from trials.checkpointing import AtomicCheckpointIO
+
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 1, "w": torch.zeros(1000)}, path)
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"global_step": 2, "w": torch.ones(1000)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["global_step"] == 1  # the previous checkpoint is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # and no temporary file is left behind
+
+
+def test_peak_memory_is_measured_per_trial(tmp_path):
+    from trials.run import peak_memory_mb
+
+    big = torch.ones(512 * 2**20, dtype=torch.uint8) + 1  # 1 GB touched by this process before the trial
+    del big
+    before = peak_memory_mb(gpu=False)  # the process's peak so far (what ru_maxrss reported for every later trial)
+    peak = run_trial(small_trial(tmp_path)).metrics["sys/peak_mem_mb"]
+    assert 0 < peak < before - 512  # the trial's own peak, not the process's lifetime maximum

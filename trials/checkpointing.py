@@ -1,0 +1,41 @@
+"""Checkpoints that are either whole or absent: written to a temporary file beside the target, flushed to disk,
+then renamed over it. A full disk or a kill mid-write leaves the previous checkpoint intact, never a truncated
+one; a checkpoint that is unreadable anyway (copied half, damaged by hand) is named and set aside."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+# what torch.load raises on a truncated, empty or foreign file
+UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.UnpicklingError)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def resume_step(path: Path) -> tuple[int | None, str | None]:
+    """(global step, None) of a readable checkpoint; (None, why) of an unreadable one, which is moved aside to
+    `<name>.unreadable` so that the next attempt starts clean instead of failing on it again."""
+    try:
+        return int(torch.load(path, weights_only=True, map_location="cpu")["global_step"]), None
+    except UNREADABLE as err:
+        aside = path.with_name(path.name + ".unreadable")
+        path.replace(aside)
+        return None, (f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else 'empty'}); "
+                      f"moved to {aside}, the trial restarts from step 0")
