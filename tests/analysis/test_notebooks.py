@@ -23,6 +23,7 @@ def lab(tmp_path_factory):
 def execute(name: str, lab: Path, monkeypatch) -> nbformat.NotebookNode:
     monkeypatch.setenv("LCLAB_STORAGE", str(lab / "lab.db"))
     monkeypatch.setenv("LCLAB_STUDIES", "mini")
+    monkeypatch.setenv("LCLAB_INCLUDE_UNLEARNED", "1")  # 6 steps learn nothing: analyse them anyway
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     return nb
@@ -45,6 +46,7 @@ def test_explore_trials_notebook(lab, monkeypatch):
 @pytest.mark.slow
 def test_design_principles_notebook(lab, monkeypatch):
     text = outputs(execute("design_principles.ipynb", lab, monkeypatch))
+    assert "8 of 8 trials did not learn" in text
     assert "seed sd =" in text and "4 replicated configurations" in text
     assert "pooling x ratio: F =" in text
     assert "name: recipe_mini" in text and "chosen: trial #" in text
