@@ -19,12 +19,15 @@ class StepProgressBar(TQDMProgressBar):
         super().__init__()
         self.tokens_per_step = tokens_per_step
 
-    def on_train_epoch_start(self, trainer, *_):
-        super().on_train_epoch_start(trainer)
+    @property
+    def train_description(self) -> str:
+        return "steps"
+
+    def on_train_epoch_start(self, trainer, *_):  # replaces the parent's, which names and counts epochs
         bar = self.train_progress_bar
         bar.reset(total=trainer.max_steps)
         bar.n = bar.initial = trainer.global_step  # a resumed trial starts where its checkpoint left off
-        bar.set_description("steps")
+        bar.refresh()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         step, bar = trainer.global_step, self.train_progress_bar
