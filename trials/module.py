@@ -98,7 +98,8 @@ class LCLMTrial(L.LightningModule):
             return
         d = self.cfg.data
         chance = 1 / d.n_symbols if d.source == "synthetic" else None  # every synthetic answer is one symbol
-        self.val_metrics, self.val_step = summarize(self.val_records, chance), self.global_step
+        uniform = math.log(d.n_symbols if d.source == "synthetic" else self.cfg.model.vocab_size)
+        self.val_metrics, self.val_step = summarize(self.val_records, chance, uniform), self.global_step
         self.log_dict({k: v for k, v in self.val_metrics.items() if isinstance(v, float) and math.isfinite(v)})
 
     # --------------------------------------------------------------------------- optimisation

@@ -97,3 +97,18 @@ def test_lclab_train_counts_steps_and_tokens_and_is_silent_about_srun(tmp_path):
     shown = out.stderr + out.stdout  # Lightning's bar writes to stdout
     assert "srun" not in shown
     assert "Epoch" not in shown and "steps: 100%" in shown and "4/4" in shown and "tokens=" in shown
+
+
+def test_a_fresh_sweep_with_four_workers_trains_its_warm_decoder_once(tmp_path, monkeypatch):
+    from search_space.space import load_space
+    from search_space.sweep import run_sweep
+
+    monkeypatch.setenv("LCLAB_CACHE", str(tmp_path / "cache"))  # cold: spawned workers inherit it
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "decoder_init": "warm", "warm_steps": 30}}
+    space = load_space(mini_space(tmp_path, seeds=[0], budget={"steps": 2}, base=base))
+    run_sweep(space, tmp_path / "lab", workers=4)
+    events = (tmp_path / "cache" / "warm").glob("warm-decoder-*/tensorboard/events.out.tfevents.*")
+    trainers = {p.name.split(".")[-2] for p in events}  # events.out.tfevents.<time>.<host>.<pid>.<n>
+    assert len(trainers) == 1, trainers  # one worker process trained it, the three others waited for it
+    assert len(list((tmp_path / "cache" / "warm").glob("decoder-*.pt"))) == 1
+    assert not list((tmp_path / "cache" / "warm").glob("*.tmp"))
