@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # user text (URLs, fixes like 'lclab[postgres]') is never rich markup
 from rich.table import Table
 
 from models import ConfigError
@@ -28,10 +29,10 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except ConfigError as err:
-            errors.print(f"[bold red]error:[/] {err.render()}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {escape(err.render())}", highlight=False, soft_wrap=True)
             raise typer.Exit(2)
         except DivergedError as err:
-            errors.print(f"[bold red]trial diverged:[/] {err}. Fix: lower the learning rates or raise warmup.",
+            errors.print(f"[bold red]trial diverged:[/] {escape(str(err))}. Fix: lower the learning rates or raise warmup.",
                          highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         except RuntimeError as err:
@@ -39,7 +40,7 @@ def user_errors(fn):
 
             if not isinstance(err, SweepError):
                 raise
-            errors.print(f"[bold red]sweep failed:[/] {err}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]sweep failed:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
     return wrapper
 
@@ -186,7 +187,7 @@ def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait:
         failed = [(j.job_id, str(j.exception()).strip().splitlines()[-1][:300], j.paths.stderr) for j in submitted
                   if j.exception() is not None]
     for job_id, error, log in failed:
-        errors.print(f"[bold red]job {job_id} failed:[/] {error} (log: {log})", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]job {job_id} failed:[/] {escape(f'{error} (log: {log})')}", highlight=False, soft_wrap=True)
     console.print(summary_table({f"trials/{k.lower()}": v for k, v in counts(study).items()} | {"best": _best(study)},
                                 f"sweep {spec.name}"))
     if failed:
@@ -250,7 +251,7 @@ def _running_table(study, spec) -> list:
         p = t.user_attrs.get("progress") or {}
         point = ", ".join(f"{k}={v}" for k, v in t.params.items())
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
-        table.add_row(str(t.number), point, str(t.user_attrs.get("seed", "")), p.get("phase", "starting"),
+        table.add_row(str(t.number), escape(point), str(t.user_attrs.get("seed", "")), p.get("phase", "starting"),
                       f"{p['step']}/{p['steps']}" if p else "-", f"{p['tokens']:,}" if p else "-", fmt(p.get("loss")),
                       fmt(p.get("objective")), f"{time.time() - p['at']:.0f} s ago" if p else "-")
     return [table]
@@ -264,7 +265,7 @@ def _infeasible_lines(study) -> list[str]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
         if "infeasible" in t.user_attrs:
             found.setdefault(t.user_attrs["infeasible"], []).append(", ".join(f"{k}={v}" for k, v in t.params.items()))
-    return [f"[yellow]infeasible[/] {'; '.join(sorted(set(points)))}: {reason}" for reason, points in found.items()]
+    return [f"[yellow]infeasible[/] {escape('; '.join(sorted(set(points))) + ': ' + reason)}" for reason, points in found.items()]
 
 
 def _best(study) -> str:

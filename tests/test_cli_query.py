@@ -89,11 +89,14 @@ def test_sweep_report_and_trials_take_the_same_storage_option(tmp_path):
 
 
 def test_a_missing_database_driver_names_the_extra_to_install():
+    # the CLI as a user meets it, with the driver hidden (rich markup must not eat the extra's brackets)
     code = ("import sys; sys.modules['psycopg'] = sys.modules['psycopg2'] = None\n"
-            "from trials.db import open_storage\n"
-            "open_storage('postgresql://lclab@127.0.0.1:1/lab')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert "lclab[postgres]" in out.stderr and "not installed" in out.stderr and "server is running" not in out.stderr
+            "from lclab.cli import app\n"
+            "app(['studies', '--storage', 'postgresql://lclab@127.0.0.1:1/lab'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "COLUMNS": "250"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "pip install 'lclab[postgres]'" in out.stderr and "not installed" in out.stderr and "server is running" not in out.stderr
     assert "***" not in out.stderr  # the URL has no password: nothing to hide
 
 
