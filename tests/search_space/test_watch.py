@@ -112,3 +112,25 @@ def test_a_fresh_sweep_with_four_workers_trains_its_warm_decoder_once(tmp_path, 
     assert len(trainers) == 1, trainers  # one worker process trained it, the three others waited for it
     assert len(list((tmp_path / "cache" / "warm").glob("decoder-*.pt"))) == 1
     assert not list((tmp_path / "cache" / "warm").glob("*.tmp"))
+
+
+def test_the_display_lists_running_trials_with_their_progress_and_the_warm_decoder(tmp_path):
+    from rich.console import Console
+
+    from lclab.cli import _running_table
+    from search_space.space import load_space
+
+    spec = load_space(mini_space(tmp_path, seeds=[0], budget={"steps": 2}))
+    study = optuna.create_study()
+    dist = {"ratio": optuna.distributions.CategoricalDistribution([4, 8])}
+    training, warming, starting = (study.ask(dist) for _ in range(3))  # the third has not reported yet
+    training.set_user_attr("progress", {"phase": "train", "step": 120, "steps": 400, "tokens": 491520, "loss": 4.1676,
+                                        "objective": 0.2341, "at": time.time()})
+    warming.set_user_attr("progress", {"phase": "warm decoder", "step": 30, "steps": 300, "tokens": 122880,
+                                       "loss": 5.01, "objective": None, "at": time.time()})
+    console = Console(width=250, record=True)
+    for table in _running_table(study, spec):
+        console.print(table)
+    text = console.export_text()
+    assert "120/400" in text and "491,520" in text and "4.168" in text and "0.2341" in text
+    assert "warm decoder" in text and "30/300" in text and "starting" in text
