@@ -139,7 +139,8 @@ def sweep(
     with Live(console=console, refresh_per_second=1) as live:
         try:
             study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)),
-                              replicate=(replicate_top, seeds) if replicate_top else None)
+                              replicate=(replicate_top, seeds) if replicate_top else None,
+                              on_note=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False))
         except KeyboardInterrupt:
             errors.print("interrupted: completed trials are stored; run the same command to resume.")
             raise typer.Exit(130)

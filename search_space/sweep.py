@@ -463,19 +463,41 @@ def counts(study: optuna.Study) -> dict[str, int]:
 
 
 def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
-              replicate: tuple[int, int] | None = None) -> optuna.Study:
+              replicate: tuple[int, int] | None = None, on_note=None) -> optuna.Study:
     """Run `workers` local processes against the study until it reaches its target; Ctrl-C stops them,
     leaving running trials to be resumed from their checkpoints by the next run. `replicate` = (k, seeds)
-    first enqueues the best k configurations with that many new seeds."""
+    first enqueues the best k configurations with that many new seeds.
+
+    The exit tells the truth: a worker killed from outside whose trial was then finished elsewhere is a note
+    (`on_note`), not a failure; a trial left RUNNING by a dead worker (a re-run inside the heartbeat grace) is waited
+    for until it can be resumed, and resumed; work still left at the end is a SweepError that says what and why."""
     lab_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(space, lab_dir)
     if replicate:
         replicate_top(study, space, *replicate)
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
-    procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage)) for log in logs]
+    died: list[str] = []
+    for attempt in range(2):  # a second round only for trials a dead worker left RUNNING
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
+        procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage))
+                 for log in logs]
+        _watch(procs, study, on_tick)
+        died += [_death(p, log) for p, log in zip(procs, logs) if p.exitcode != 0]
+        if attempt or not _wait_for_stale(study, on_tick, on_note):
+            break
+    left = unfinished(study, space)
+    if died and left:
+        raise SweepError(f"{'; '.join(died)}. {left} Fix the cause and run the same command to resume.")
+    if left:
+        raise SweepError(f"{left} Run the same command to resume.")
+    if died and on_note:
+        on_note(f"{'; '.join(died)}. Their trials were resumed from their checkpoints: every point is complete.")
+    return study
+
+
+def _watch(procs, study: optuna.Study, on_tick) -> None:
     for p in procs:
         p.start()
     try:
@@ -491,11 +513,49 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
         raise
     if on_tick:
         on_tick(study)
-    crashed = [log for p, log in zip(procs, logs) if p.exitcode != 0]
-    if crashed:
-        raise SweepError(f"{len(crashed)} of {workers} workers crashed; their tracebacks are in {', '.join(crashed)} "
-                         "and their trials are recorded as failed. Fix the cause and run the same command to resume.")
-    return study
+
+
+def _death(proc, log: str) -> str:
+    if proc.exitcode < 0:
+        return f"a worker was killed by signal {-proc.exitcode} (from outside, no traceback; its log: {log})"
+    return f"a worker exited with an error (its traceback is in {log})"
+
+
+def _wait_for_stale(study: optuna.Study, on_tick, on_note) -> bool:
+    """Trials left RUNNING with no worker of this run alive: a dead worker's (resumable once its heartbeat is stale,
+    within the grace) or another sweep's (its heartbeat stays fresh). Wait out the grace; True when retries are
+    queued to run."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return False
+    if on_note:
+        on_note(f"{len(running)} trial(s) RUNNING with no worker of this run alive: waiting up to {GRACE_S + 2 * HEARTBEAT_S} s "
+                "for a dead worker's heartbeat to go stale, then resuming them from their checkpoints")
+    deadline = time.time() + GRACE_S + 2 * HEARTBEAT_S
+    while time.time() < deadline and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fail_stale(study)
+        if on_tick:
+            on_tick(study)
+        time.sleep(1.0)
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def unfinished(study: optuna.Study, space: Space) -> str:
+    """What keeps the study from its target, in words ("" when nothing does)."""
+    c, extra = counts(study), study.user_attrs.get("extra_trials", 0)
+    enumerated = space.sampler["name"] in ENUMERATED  # done when every enqueued point is settled
+    target = (len(enumerated_points(space)) if enumerated else target_trials(space)) + extra
+    parts = []
+    if c["RUNNING"]:
+        parts.append(f"{c['RUNNING']} trial(s) are still RUNNING with a live heartbeat: another worker is training them")
+    if c["WAITING"]:
+        parts.append(f"{c['WAITING']} trial(s) are queued and not trained")
+    missing = target - trained(study) - (c["INFEASIBLE"] if enumerated else 0)
+    if missing > 0 and not parts:
+        gave_up = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if "not retried again" in str(t.user_attrs.get("fail_reason", "")))
+        parts.append(f"{missing} of {target} trials are missing" + (f" ({gave_up} failed for good: see lclab trials)" if gave_up else ""))
+    return "; ".join(parts) + "." if parts else ""
 
 
 class SweepError(RuntimeError):

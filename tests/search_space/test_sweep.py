@@ -289,3 +289,27 @@ def test_stale_trials_are_retried_once_each_and_at_most_three_times_in_a_row(tmp
     after = study._storage.get_trial(doomed._trial_id)
     assert after.state == optuna.trial.TrialState.FAIL and "not retried again" in after.user_attrs["fail_reason"]
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1  # only the first trial's retry
+
+
+@pytest.mark.slow
+def test_a_killed_worker_whose_trial_is_resumed_is_a_note_and_a_rerun_inside_the_grace_waits(tmp_path):
+    """kill -9 of one of two workers mid-trial: its trial is resumed (here, after the grace, by the same run) and
+    the sweep exits 0 with a note, not "sweep failed"."""
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 10}}
+    path = mini_space(tmp_path, seeds=[0], budget={"steps": 300}, base=base, axes={"ratio": {"values": [4, 8]}})
+    env = {**os.environ, "LCLAB_HEARTBEAT_S": "1", "LCLAB_GRACE_S": "3", "COLUMNS": "250"}
+    cmd = [sys.executable, "-m", "lclab", "sweep", str(path), "--lab", str(tmp_path / "lab"), "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(list((tmp_path / "lab" / "runs" / "mini").glob("*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]  # not the resource tracker
+    assert len(workers) == 2
+    os.kill(int(workers[0]), signal.SIGKILL)  # one worker dies without warning, mid-trial
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    said = " ".join(out.split())
+    assert "killed by signal 9" in said and "every point is complete" in said and "sweep failed" not in err
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert sorted(frame[frame.state == "COMPLETE"]["param.ratio"]) == [4, 8]
