@@ -18,5 +18,8 @@ def test_tiny_trial_uses_its_context_and_separates_compression_ratios(tmp_path):
     assert r4["val/reconstruction/acc_none"] < 3 * chance  # without context nothing is recoverable
     assert r4["val/reconstruction/acc"] > 10 * chance  # 1:4 latents carry most of the context
     assert r4["val/reconstruction/acc"] > r16["val/reconstruction/acc"] + 0.2  # and 1:16 clearly less
-    assert r4["val/retention"] > r16["val/retention"]
-    assert r4["sys/wall_s"] < 120
+    assert r4["val/loss_compressed"] < r16["val/loss_compressed"]
+    # the decoder never trains without context, so its no-context loss is worse than a uniform guess: retention
+    # against that baseline would be inflated, and is undefined with the reason instead
+    assert r4["val/loss_none"] > r4["val/loss_uniform"]
+    assert r4["val/retention_status"].startswith("undefined: the no-context loss")
