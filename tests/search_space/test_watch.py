@@ -32,10 +32,10 @@ def test_a_running_trial_shows_its_progress_in_the_worker_log_and_the_study(tmp_
     try:
         while not seen and time.time() < deadline and sweep.poll() is None:
             time.sleep(1)
-            if not (lab / "lab.db").exists():
+            logs = list((lab / "logs" / "mini").glob("*.log"))
+            if not logs:  # workers log once the parent has created the study: do not race its schema creation
                 continue
             study = optuna.load_study(study_name="mini", storage=storage_url(None, lab))
-            logs = list((lab / "logs" / "mini").glob("*.log"))
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 p, text = t.user_attrs.get("progress"), logs[0].read_text() if logs else ""
                 steps = [line for line in text.splitlines() if line.startswith("[train] step")]
