@@ -133,14 +133,15 @@ def seed_deltas(pairs: pd.DataFrame) -> dict:
 
 
 def compare(df: pd.DataFrame, axis: str, level, reference, axes: list[str], seed: int = 0,
-            matched_only: bool = False) -> tuple[Estimate, int]:
+            matched_only: bool = False, pairs: pd.DataFrame | None = None) -> tuple[Estimate, int]:
     """Effect of axis=level against axis=reference and the number of seeds behind it.
 
     Matched trials (same other axes, same seed) whenever any exist: an unmatched pool mixes other axes' levels and
     can flip the sign. Only without a single matched pair, and only when the design allows it (`matched_only` False:
-    random / TPE samples), is the difference of the two groups' means used instead."""
+    random / TPE samples), is the difference of the two groups' means used instead. `pairs`: `matched(...)` if the
+    caller already has it."""
     a, b = df[df[axis] == level], df[df[axis] == reference]
-    pairs = matched(df, axis, level, reference, axes)
+    pairs = matched(df, axis, level, reference, axes) if pairs is None else pairs
     n_seeds = len(set(a.seed) | set(b.seed))
     if len(pairs) or matched_only:
         cells = pairs.index.droplevel("seed") if pairs.index.nlevels > 1 else None
@@ -156,8 +157,9 @@ def axis_effects(df: pd.DataFrame, axes: list[str], base_point: dict, strata: bo
     for axis in axes:
         ref = reference_level(df, axis, base_point)
         for level in (lv for lv in levels(df, axis) if lv != ref):
-            estimate, n_seeds = compare(df, axis, level, ref, axes, matched_only=matched_only)
-            deltas = seed_deltas(matched(df, axis, level, ref, axes)) if estimate.paired else {}
+            pairs = matched(df, axis, level, ref, axes)
+            estimate, n_seeds = compare(df, axis, level, ref, axes, matched_only=matched_only, pairs=pairs)
+            deltas = seed_deltas(pairs) if estimate.paired else {}
             effects.append(Effect(axis, level, ref, estimate, n_seeds, deltas=deltas))
     for effect, p in zip(effects, holm([e.estimate.p for e in effects])):
         effect.p_holm = float(p)

@@ -115,7 +115,7 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
     blocks.append(("h", 3, "Every seed"))
     blocks.append(("img", f"{name}_seeds.png", plots.seeds(_seed_points(a), a.metric)))
     blocks.append(("h", 3, "Importance"))
-    if a.importance.axis.nunique() > 1 if len(a.importance) else False:
+    if len(a.importance) and a.importance.axis.nunique() > 1:
         blocks += [("img", f"{name}_importance.png", plots.importance(a.importance)),
                    ("table", a.importance.round(4))]
     elif len(a.importance):
@@ -167,10 +167,12 @@ def _seed_points(a: StudyAnalysis) -> pd.DataFrame:
     """Every scored trial as (configuration label, objective, learned), configurations in ranking order."""
     every = a.every_seed
     axes = [ax for ax in a.info.scientific if ax in every]
-    label = every[axes].astype(str).agg(", ".join, axis=1) if axes else every.config
-    order = {lab: i for i, lab in enumerate(a.configs[axes].astype(str).agg(", ".join, axis=1))} if axes else {}
-    points = pd.DataFrame({"label": label, "y": every.y, "learned": every.learned})
-    return points.iloc[sorted(range(len(points)), key=lambda i: order.get(points.label.iloc[i], 0))]
+    if not axes:
+        return pd.DataFrame({"label": every.config, "y": every.y, "learned": every.learned})
+    label = lambda rows: rows[axes].astype(str).agg(", ".join, axis=1)  # noqa: E731
+    rank = {lab: i for i, lab in enumerate(label(a.configs))}
+    points = pd.DataFrame({"label": label(every), "y": every.y, "learned": every.learned})
+    return points.sort_values("label", key=lambda labels: labels.map(rank), kind="stable")
 
 
 def _scaling_blocks(scale, metric: str) -> list:

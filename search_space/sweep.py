@@ -302,6 +302,7 @@ def fail_and_retry(study: optuna.Study, trial, reason: str) -> None:
     try:
         study._storage.set_trial_user_attr(trial._trial_id, reason, True)
         if gave_up:
+            study._storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
                                                f"{reason}: its worker died {MAX_RETRIES + 1} times in a row; not retried again")
         failed = study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -552,8 +553,7 @@ def unfinished(study: optuna.Study, space: Space) -> str:
         parts.append(f"{c['WAITING']} trial(s) are queued and not trained")
     missing = target - trained(study) - (c["INFEASIBLE"] if enumerated else 0)
     if missing > 0 and not parts:
-        gave_up = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-                      if "not retried again" in str(t.user_attrs.get("fail_reason", "")))
+        gave_up = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.user_attrs.get("gave_up"))
         parts.append(f"{missing} of {target} trials are missing" + (f" ({gave_up} failed for good: see lclab trials)" if gave_up else ""))
     return "; ".join(parts) + "." if parts else ""
 

@@ -27,7 +27,7 @@ from models import ConfigError, flops_per_token, forward_flops, param_counts
 from models.attention import resolve
 
 from .config import TrainConfig, TrialConfig
-from .checkpointing import AtomicCheckpointIO, resume_step
+from .checkpointing import AtomicCheckpointIO, resume_step, save_atomic
 from .corpus import cache_dir
 from .data import TrialData, make_source
 from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
@@ -110,9 +110,7 @@ def warm_decoder(cfg: TrialConfig, on_progress: Callable[[dict], None] | None = 
         if not broadcast(path.exists()):  # DDP ranks train it together, so they must agree on whether to
             result = run_trial(warm, on_progress=on_progress, phase="warm decoder")
             if is_leader():
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                torch.save(result.module.model.decoder.state_dict(), tmp)
-                tmp.replace(path)
+                save_atomic(result.module.model.decoder.state_dict(), path)
             barrier()
     return path
 
