@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis import effects as fx
-from analysis.importance import importance
-from analysis.load import Lab, StudyInfo
-from analysis.pareto import design_costs, fronts
-from analysis.principles import Claim, principles
-from analysis.recipe import Recipe, recipes
-from analysis.scaling import Fit, fit_designs
-from models import ConfigError
+from lclab.analysis import effects as fx
+from lclab.analysis.importance import importance
+from lclab.analysis.load import Lab, StudyInfo
+from lclab.analysis.pareto import design_costs, fronts
+from lclab.analysis.principles import Claim, principles
+from lclab.analysis.recipe import Recipe, recipes
+from lclab.analysis.scaling import Fit, fit_designs
+from lclab.errors import ConfigError
 
 TOP_AXES = 3  # interactions are tested between the axes with the largest effects
 BUDGET_AXES = {"steps", "tokens", "flops", "budget_tokens", "budget_flops"}

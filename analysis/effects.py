@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.load import Lab
-from analysis.stats import Estimate, difference, holm, paired_effect, pooled_sd
+from lclab.analysis.load import Lab
+from lclab.analysis.stats import Estimate, difference, holm, paired_effect, pooled_sd
 
 MIN_PAIRS = 2
 MAX_LEVELS = 6  # a numeric axis with more distinct values is cut into terciles

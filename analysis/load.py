@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from models import ConfigError
-from trials.db import load_frame, open_storage, redact, storage_url
+from lclab.errors import ConfigError
+from lclab.trials.db import load_frame, open_storage, redact, storage_url
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from analysis.effects import Effect, Interaction
+from lclab.analysis.effects import Effect, Interaction
 
 GRADE_ORDER = {"high": 0, "medium": 1, "null": 2, "inconclusive": 3}
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import yaml
 
-from analysis.effects import compare
-from analysis.load import Lab, trial_config
-from analysis.stats import holm
+from lclab.analysis.effects import compare
+from lclab.analysis.load import Lab, trial_config
+from lclab.analysis.stats import holm
 
 # fields a recipe should not inherit from the trial it was copied from
 DROP = ("output_dir", "progress", "threads")

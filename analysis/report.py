@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import plots
-from analysis.analyze import StudyAnalysis, analyze, scaling
-from analysis.load import Lab
-from analysis.pareto import COSTS
-from trials.db import tokens_spent
+from lclab.analysis import plots
+from lclab.analysis.analyze import StudyAnalysis, analyze, scaling
+from lclab.analysis.load import Lab
+from lclab.analysis.pareto import COSTS
+from lclab.trials.db import tokens_spent
 
 APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "learned", "duration_s", "train/tokens_seen", "fail_reason",
                     "infeasible", "run_dir"]
@@ -68,10 +68,13 @@ def _header(lab: Lab, studies, analyses) -> list:
                        frame[["code_version.commit", "code_version.dirty"]].dropna(subset=["code_version.commit"]).values}
                       if "code_version.commit" in frame else [])
     corpora = sorted(frame["meta/data_fingerprint"].dropna().unique()) if "meta/data_fingerprint" in frame else []
+    plugins = sorted(f"{c.removeprefix('plugins.')} (sha256 {h})" for c in frame if c.startswith("plugins.")
+                     for h in frame[c].dropna().unique())
     blocks = [("h", 1, f"lclab report: {', '.join(studies)}"),
               ("list", [f"storage: {lab.storage}", f"studies: {', '.join(studies)}",
                         f"code version: {', '.join(versions) or 'not recorded'}",
                         f"data fingerprint: {', '.join(corpora) or 'not recorded'}",
+                        *([f"plugins: {', '.join(plugins)}"] if plugins else []),
                         f"generated: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]),
               ("h", 2, "Overview")]
     rows = []
@@ -89,6 +92,10 @@ def _header(lab: Lab, studies, analyses) -> list:
                 for ax, role in a.info.roles.items()]
         blocks += [("p", f"What {a.info.name} searched ({a.info.space_file or 'space file not recorded'}):"),
                    ("table", pd.DataFrame(axes))]
+    parts = [{"part": c.removeprefix("parts."), "what it is (where it comes from)": d}
+             for c in sorted(frame) if c.startswith("parts.") for d in frame[c].dropna().unique()[:1]]
+    if parts:
+        blocks += [("p", "The registered parts the trials used, as each trial recorded them:"), ("table", pd.DataFrame(parts))]
     return blocks
 
 

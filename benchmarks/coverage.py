@@ -10,16 +10,13 @@ per seed is what a grid gives (the other axes' cells). Target: within 3 points o
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from _common import report  # noqa: E402
-from analysis import stats  # noqa: E402
-from analysis.stats import paired_effect  # noqa: E402
+from _common import report
+from lclab.analysis import stats
+from lclab.analysis.stats import paired_effect
 
 TRUE_EFFECT, SIGMA = -0.10, 0.02
 

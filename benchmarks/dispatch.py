@@ -7,20 +7,18 @@ storage, bookkeeping) against the trial's own run time (`sys/wall_s`: data, mode
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from _common import report  # noqa: E402
-from search_space.space import load_space  # noqa: E402
-from slurm.dispatch import sacct, submit  # noqa: E402
-from slurm.profiles import load_profile  # noqa: E402
-from tests.search_space.test_sweep import mini_space  # noqa: E402
-from trials.db import load_frame, open_storage, storage_url  # noqa: E402
+from _common import report
+from lclab.search_space.space import load_space
+from lclab.slurm.dispatch import sacct, submit
+from lclab.slurm.profiles import load_profile
+from lclab.testing import mini_space
+from lclab.trials.db import load_frame, open_storage, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -26,7 +26,7 @@ AXES = {
 
 def run_one(args: tuple[str, int, list[str], str]) -> dict:
     design, seed, overrides, out = args
-    from trials import load_config, run_trial
+    from lclab.trials import load_config, run_trial
 
     cfg = load_config(CONFIG, [*overrides, f"seed={seed}", "progress=false", "train.threads=1", f"output_dir={out}"])
     m = run_trial(cfg).metrics

@@ -16,8 +16,8 @@ import lightning as L
 import torch
 
 from _common import report
-from trials import load_config, run_trial
-from trials.run import train_flops_per_step
+from lclab.trials import load_config, run_trial
+from lclab.trials.run import train_flops_per_step
 
 ROOT = Path(__file__).parents[1]
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}

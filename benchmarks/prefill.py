@@ -17,7 +17,7 @@ import time
 import torch
 
 from _common import report
-from models import LCLM, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig
+from lclab.models import LCLM, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig
 
 # a lab-scale pair in the published proportion (0.6B encoder : 4B decoder, i.e. ~15% of the decoder's
 # parameters): encoder 2x256 (1.6M) : decoder 6x384 (10.6M, without embeddings), windows of 128

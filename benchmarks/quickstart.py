@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
-from _common import report  # noqa: E402
+from _common import report
 
 ROOT = Path(__file__).parents[1]
 PRESET = ROOT / "search_space" / "presets" / "quickstart.yaml"
@@ -47,7 +46,7 @@ def run(seeds: list[int] | None, tmp: Path) -> dict:
     sweep_s = lclab("sweep", space, "--workers", 2, "--lab", tmp / "lab", cwd=tmp, env=env)
     report_s = lclab("report", name, "--lab", tmp / "lab", "-o", tmp / "report", cwd=tmp, env=env)
     study = json.loads((tmp / "report" / "principles.json").read_text())["studies"][name]
-    from trials.db import load_frame, storage_url
+    from lclab.trials.db import load_frame, storage_url
 
     frame = load_frame(storage_url(None, tmp / "lab"), [name])
     done = frame[frame.state == "COMPLETE"].sort_values(["param.ratio", "seed"])

@@ -6,19 +6,17 @@ storage, then load + analysis + rendering, timed against loading the frame alone
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
 
-sys.path.insert(0, str(Path(__file__).parents[1]))  # the planted-truth generator lives with the tests
-from _common import report  # noqa: E402
-from analysis.load import load  # noqa: E402
-from analysis.report import build  # noqa: E402
-from tests.analysis import planted  # noqa: E402
-from trials.db import load_frame  # noqa: E402
+from _common import report
+from lclab.analysis.load import load
+from lclab.analysis.report import build
+from lclab.testing import planted
+from lclab.trials.db import load_frame
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -21,11 +21,11 @@ import pandas as pd
 import yaml
 
 from _common import report
-from analysis.curves import learning_curves
-from search_space.registry import PRUNERS, build
-from search_space.space import load_space
-from search_space.sweep import run_sweep
-from trials.db import load_frame, storage_url, tokens_spent
+from lclab.analysis.curves import learning_curves
+from lclab.search_space.registry import PRUNERS, build
+from lclab.search_space.space import load_space
+from lclab.search_space.local import run_sweep
+from lclab.trials.db import load_frame, storage_url, tokens_spent
 
 ROOT = Path(__file__).parents[1]
 SPACES = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 
 from _common import report
-from trials.db import load_frame, open_storage
+from lclab.trials.db import load_frame, open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -15,10 +15,10 @@ import lightning as L
 import torch
 
 from _common import report
-from trials import LCLMTrial, load_config, run_trial
-from trials.data import make_source
-from trials.metrics import masked_loss
-from trials.run import resolve_config
+from lclab.trials import LCLMTrial, load_config, run_trial
+from lclab.trials.data import make_source
+from lclab.trials.metrics import masked_loss
+from lclab.trials.run import resolve_config
 
 ROOT = Path(__file__).parents[1]
 

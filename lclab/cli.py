@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape  # user text (URLs, fixes like 'lclab[postgres]') is never rich markup
 from rich.table import Table
 
-from models import ConfigError
+from lclab.errors import ConfigError, DivergedError, SweepError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Architecture search for encoder-decoder context compressors (LCLMs).")
@@ -24,8 +24,6 @@ def user_errors(fn):
     """Turn the errors a user can fix into one clear paragraph and a non-zero exit."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from trials import DivergedError
-
         try:
             return fn(*args, **kwargs)
         except ConfigError as err:
@@ -35,11 +33,7 @@ def user_errors(fn):
             errors.print(f"[bold red]trial diverged:[/] {escape(str(err))}. Fix: lower the learning rates or raise warmup.",
                          highlight=False, soft_wrap=True)
             raise typer.Exit(1)
-        except RuntimeError as err:
-            from search_space.sweep import SweepError
-
-            if not isinstance(err, SweepError):
-                raise
+        except SweepError as err:
             errors.print(f"[bold red]sweep failed:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
     return wrapper
@@ -71,7 +65,7 @@ def train(
     output_dir: Optional[str] = typer.Option(None, help="where run directories go (default: the config's output_dir)"),
 ):
     """Run one pretraining trial and print every metric."""
-    from trials import load_config, run_trial
+    from lclab.trials import load_config, run_trial
 
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else [])
     cfg = load_config(config, overrides)
@@ -111,8 +105,9 @@ def sweep(
     from rich.console import Group
     from rich.live import Live
 
-    from search_space.space import load_space
-    from search_space.sweep import counts, run_sweep, target_trials, trained
+    from lclab.search_space.local import run_sweep
+    from lclab.search_space.space import load_space
+    from lclab.search_space.study import counts, eta_s, target_trials, trained
 
     spec = load_space(space, storage)
     if cluster:
@@ -121,10 +116,7 @@ def sweep(
     started = time.time()
 
     def status(study):
-        from search_space.sweep import eta_s
-
-        c, done = counts(study), trained(study)
-        target = target_trials(spec) + study.user_attrs.get("extra_trials", 0)
+        c, done, target = counts(study), trained(study), target_trials(spec, study)
         eta = eta_s(study, target, workers)
         left = f", ~{eta / 60:.1f} min left" if eta is not None else ", time left known after the first trial"
         infeasible = f", {c['INFEASIBLE']} infeasible" if c["INFEASIBLE"] else ""
@@ -149,13 +141,12 @@ def sweep(
 
 
 def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait: bool) -> None:
-    import optuna
-
     from optuna.trial import TrialState
 
-    from search_space.sweep import counts, fail_stale, target_trials, trained
-    from slurm.dispatch import FINISHED, Watcher, job_table, sacct, state_of, submit
-    from slurm.profiles import load_profile
+    from lclab.search_space.recovery import fail_stale
+    from lclab.search_space.study import counts, open_study, target_trials, trained
+    from lclab.slurm.dispatch import FINISHED, Watcher, job_table, sacct, state_of, submit
+    from lclab.slurm.profiles import load_profile
 
     profile = load_profile(cluster)
     submitted = submit(spec, lab, profile, jobs, threads or profile.cpus_per_task)
@@ -163,9 +154,9 @@ def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait:
     if profile.executor == "slurm" and not wait:
         console.print(f"watch: lclab jobs {spec.name} --lab {lab}    cancel: lclab cancel {spec.name} --lab {lab}")
         return
-    study = optuna.load_study(study_name=spec.name, storage=_storage_of(spec, lab))
+    study = open_study(spec, lab.resolve(), worker_seed=0)  # submit() created it
     watcher = Watcher()
-    target = target_trials(spec) + study.user_attrs.get("extra_trials", 0)
+    target = target_trials(spec, study)
     while True:
         if profile.executor == "slurm":
             rows = watcher.states([j.job_id for j in submitted])
@@ -195,18 +186,12 @@ def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait:
         raise typer.Exit(1)
 
 
-def _storage_of(spec, lab: Path):
-    from trials.db import open_storage, storage_url
-
-    return open_storage(storage_url(spec.storage, lab.resolve()))
-
-
 @app.command("jobs")
 @user_errors
 def jobs_(study: str = typer.Argument(...), lab: Path = typer.Option(Path("lab")),
           storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)")):
     """The study's Slurm jobs: state, node, the trial each is running, and for failed jobs the error and log."""
-    from slurm.dispatch import job_table, load
+    from lclab.slurm.dispatch import job_table, load
 
     rows = job_table(load(study, lab, storage))
     if not rows:
@@ -226,7 +211,7 @@ def jobs_(study: str = typer.Argument(...), lab: Path = typer.Option(Path("lab")
 def cancel(study: str = typer.Argument(...), lab: Path = typer.Option(Path("lab")),
            storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)")):
     """Cancel the study's Slurm jobs; their running trials are queued again and resume from their checkpoints."""
-    from slurm.dispatch import cancel as cancel_jobs, load
+    from lclab.slurm.dispatch import cancel as cancel_jobs, load
 
     cancelled, retried = cancel_jobs(load(study, lab, storage))
     console.print(f"cancelled jobs: {', '.join(cancelled) or 'none'}; trials queued to resume: "
@@ -284,8 +269,8 @@ def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = type
     """Every study in the trial database with counts by state and its best value."""
     import optuna
 
-    from search_space.sweep import counts
-    from trials.db import open_storage, storage_url
+    from lclab.search_space.study import counts
+    from lclab.trials.db import open_storage, storage_url
 
     store = open_storage(storage_url(storage, lab), must_exist=True)
     table = Table(title="studies")
@@ -313,8 +298,8 @@ def trials(
     output: Optional[Path] = typer.Option(None, "-o", help="write to a file instead of the terminal"),
 ):
     """Query a study's trials: filter, sort, pick columns, export."""
-    from search_space.expr import Expression, ExpressionError
-    from trials.db import load_frame, storage_url
+    from lclab.search_space.expr import Expression, ExpressionError
+    from lclab.trials.db import load_frame, storage_url
 
     frame = load_frame(storage_url(storage, lab), [study])
     if where and not frame.empty:
@@ -364,9 +349,9 @@ def report(
                                                        "context) in the estimates; by default they are left out and named"),
 ):
     """Design principles from the trial database: HTML + Markdown report, recipe.yaml, principles.json."""
-    from analysis.load import load
-    from analysis.report import build
-    from trials.db import storage_url
+    from lclab.analysis.load import load
+    from lclab.analysis.report import build
+    from lclab.trials.db import storage_url
 
     started = time.perf_counter()
     with console.status("analysing trials"):

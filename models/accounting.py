@@ -10,8 +10,10 @@ import math
 
 import torch.nn as nn
 
+from .adapter import ADAPTERS
 from .config import ModelConfig
-from .lclm import PREFIX_TOKENS
+from .modes import MODES
+from .pooling import POOLINGS
 
 
 def param_counts(model: nn.Module) -> dict[str, int]:
@@ -21,43 +23,18 @@ def param_counts(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def _block_flops(d: int, mlp_ratio: float, seq: int) -> int:
-    """Forward FLOPs of one transformer block per token at sequence length `seq`."""
-    hidden = int(2 * mlp_ratio * d / 3)
-    linear = 2 * (4 * d * d + 3 * d * hidden)  # qkv + proj, SwiGLU gate/up + down
-    return linear + 4 * seq * d  # + scores and weighted sum
-
-
-def _mlp_flops(d_in: int, d_out: int, depth: int, hidden: int) -> int:
-    dims = [d_in] + [hidden] * depth + [d_out]
-    return sum(2 * a * b for a, b in zip(dims, dims[1:]))
-
-
 def forward_flops(cfg: ModelConfig, context_len: int, text_len: int, mode: str = "compressed") -> dict[str, int]:
     """Forward FLOPs of one example (context_len context tokens, text_len text tokens), by component."""
-    enc, dec, a, r = cfg.encoder, cfg.decoder, cfg.adapter, cfg.ratio
-    n_latents = math.ceil(context_len / r)
+    enc, dec, m = cfg.encoder, cfg.decoder, MODES[mode]
     flops = {"encoder": 0, "adapter": 0, "decoder": 0}
-    if mode in ("compressed", "reconstruct"):
-        stride = cfg.stride
-        n_windows = math.ceil(context_len / stride)
-        groups = n_windows * stride // r
-        markers = stride // r if cfg.pooling == "memory" else 0
-        seq = enc.window + markers
-        d = enc.d_model
-        flops["encoder"] = n_windows * seq * enc.n_layers * _block_flops(d, enc.mlp_ratio, seq)
-        if cfg.pooling == "concat":
-            flops["encoder"] += groups * 2 * r * d * d
-        elif cfg.pooling == "attention":
-            flops["encoder"] += n_windows * stride * 2 * d * 2 * d + groups * (2 * d * d + 4 * r * d)
-        flops["adapter"] = n_latents * _mlp_flops(d, dec.d_model, a.depth, int(a.width_mult * dec.d_model))
-        if a.kind != "mlp":
-            width = d if a.kind == "attn_mlp" else dec.d_model
-            flops["adapter"] += n_latents * _block_flops(width, 4.0, n_latents)
-    before, after = PREFIX_TOKENS[mode]
-    middle = {"full": context_len, "none": 0}.get(mode, n_latents)
-    seq = len(before) + middle + len(after) + text_len - 1
-    flops["decoder"] = seq * dec.n_layers * _block_flops(dec.d_model, dec.mlp_ratio, seq)
+    if m.reads == "latents":
+        n_windows = math.ceil(context_len / cfg.stride)
+        pooling = POOLINGS[cfg.pooling]
+        seq = enc.window + pooling.n_markers(cfg)
+        flops["encoder"] = n_windows * seq * enc.n_layers * enc.block_flops(seq) + pooling.flops(cfg, n_windows)
+        flops["adapter"] = ADAPTERS[cfg.adapter.kind].flops(cfg, math.ceil(context_len / cfg.ratio))
+    seq = len(m.before) + m.middle_len(context_len, cfg.ratio) + len(m.after) + text_len - 1
+    flops["decoder"] = seq * dec.n_layers * dec.block_flops(seq)
     flops["decoder"] += text_len * 2 * dec.d_model * cfg.vocab_size  # LM head on the text positions
     flops["total"] = sum(flops.values())
     return flops

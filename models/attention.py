@@ -10,25 +10,22 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from lclab.registry import Registry
+
 Backend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, bool], torch.Tensor]
-BACKENDS: dict[str, Backend] = {}
+BACKENDS: Registry[Backend] = Registry("attention backend", "model.attention", "lclab.attention")
 
 
-def register(name: str):
-    def wrap(fn: Backend) -> Backend:
-        BACKENDS[name] = fn
-        return fn
-    return wrap
-
-
-@register("sdpa")
+@BACKENDS.register("sdpa")
 def sdpa(q, k, v, mask=None, causal=False):
+    """torch's scaled_dot_product_attention (every device)."""
     # mask: bool, True = may attend, broadcastable to (B, H, Tq, Tk)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
 
 
-@register("xformers")
+@BACKENDS.register("xformers")
 def xformers_attention(q, k, v, mask=None, causal=False):
+    """xformers' memory-efficient attention (CUDA; windows in the batch are its block-diagonal packing)."""
     import xformers.ops as xops
 
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, T, H, hd), xformers' layout

@@ -1,30 +1,15 @@
 """Typed configuration of the LCLM compressor family: one object flows from YAML to `LCLM(cfg)`.
 
-Every design axis of the search lives here with its default, and `ModelConfig.validate` rejects
-impossible combinations before any tensor is allocated.
+Every design axis of the search lives here with its default. `ModelConfig.validate` checks what the whole model
+needs and asks the chosen pooling, adapter and attention backend (registries by name) to check their own part,
+before any tensor is allocated.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-
-class ConfigError(ValueError):
-    """A user error in a configuration: names the field and the fix, never needs a traceback."""
-
-    def __init__(self, field: str, problem: str, fix: str, source: str | None = None):
-        self.field, self.problem, self.fix, self.source = field, problem, fix, source
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        where = f"{self.source}: " if self.source else ""
-        # a problem or fix that already ends a sentence ("did you mean 'x'?") gets no second full stop
-        end = lambda text: text if text.rstrip().endswith((".", "?", "!")) else f"{text}."  # noqa: E731
-        fix = f" Fix: {end(self.fix)}" if self.fix else ""
-        return f"{where}field '{self.field}': {end(self.problem)}{fix}"
-
-    def located(self, source: str) -> "ConfigError":
-        return ConfigError(self.field, self.problem, self.fix, source)
+from lclab.errors import ConfigError
 
 
 class SpecialTokens:
@@ -35,38 +20,68 @@ class SpecialTokens:
     NAMES = ("<pad>", "<bos>", "<eos>", "<mem>", "</mem>", "<recon>", "<query>", "<sep>")
 
 
+def swiglu_hidden(d_model: int, mlp_ratio: float) -> int:
+    # 2/3 keeps SwiGLU's parameter count equal to a GELU MLP of the same ratio (LLaMA)
+    return int(2 * mlp_ratio * d_model / 3)
+
+
 @dataclass
-class EncoderConfig:
+class TransformerConfig:
+    """A stack of pre-norm blocks (RoPE attention, SwiGLU MLP): the encoder's and the decoder's shared shape."""
+
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4
     mlp_ratio: float = 4.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    def block_flops(self, seq: int) -> int:
+        """Forward FLOPs of one block per token at sequence length `seq`: qkv + proj, SwiGLU gate/up + down,
+        then scores and weighted sum."""
+        d, hidden = self.d_model, swiglu_hidden(self.d_model, self.mlp_ratio)
+        return 2 * (4 * d * d + 3 * d * hidden) + 4 * seq * d
+
+    def block_params(self) -> int:
+        """Parameters of one block: two norms, qkv + proj, SwiGLU gate/up + down."""
+        d, hidden = self.d_model, swiglu_hidden(self.d_model, self.mlp_ratio)
+        return 2 * d + 4 * d * d + 3 * d * hidden
+
+    def validate(self, where: str) -> None:
+        if self.d_model % self.n_heads or self.head_dim % 2:
+            raise ConfigError(f"{where}.n_heads", f"d_model {self.d_model} / n_heads {self.n_heads} must be an even integer head size",
+                              "choose n_heads dividing d_model with an even quotient (RoPE rotates pairs)")
+
+
+@dataclass
+class EncoderConfig(TransformerConfig):
     window: int = 16  # W: tokens the encoder sees at once
     overlap: int = 0  # O: tokens of the previous window re-read for context; windows step W - O
     mask: Literal["causal", "bidirectional"] = "bidirectional"
 
 
 @dataclass
-class AdapterConfig:
-    kind: Literal["mlp", "attn_mlp", "mlp_attn"] = "mlp"
-    depth: int = 1  # hidden layers; 0 = one linear map
-    width_mult: float = 2.0  # hidden width as a multiple of the decoder width
-    n_heads: int = 4  # for the self-attention layer of attn_mlp / mlp_attn
+class DecoderConfig(TransformerConfig):
+    pass
 
 
 @dataclass
-class DecoderConfig:
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    mlp_ratio: float = 4.0
+class AdapterConfig:
+    kind: str = "mlp"  # a registered adapter (`lclab parts`)
+    depth: int = 1  # hidden layers; 0 = one linear map
+    width_mult: float = 2.0  # hidden width as a multiple of the decoder width
+    n_heads: int = 4  # for the self-attention layer of attn_mlp / mlp_attn
+    options: dict[str, Any] = field(default_factory=dict)  # the chosen adapter's own fields, if it declares any
 
 
 @dataclass
 class ModelConfig:
     vocab_size: int = 512
     ratio: int = 4  # r: context tokens per latent
-    pooling: str = "mean"
+    pooling: str = "mean"  # a registered pooling (`lclab parts`)
+    pooling_options: dict[str, Any] = field(default_factory=dict)  # the chosen pooling's own fields, if it declares any
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -80,16 +95,14 @@ class ModelConfig:
         return self.encoder.window - self.encoder.overlap
 
     def validate(self) -> "ModelConfig":
+        from .adapter import ADAPTERS
         from .attention import BACKENDS
         from .pooling import POOLINGS
 
-        enc, dec = self.encoder, self.decoder
-        if self.pooling not in POOLINGS:
-            raise ConfigError("model.pooling", f"unknown pooling '{self.pooling}'",
-                              f"use one of {sorted(POOLINGS)}")
-        if self.attention != "auto" and self.attention not in BACKENDS:
-            raise ConfigError("model.attention", f"unknown attention backend '{self.attention}'",
-                              f"use 'auto' or one of {sorted(BACKENDS)}")
+        enc = self.encoder
+        pooling, adapter = POOLINGS[self.pooling], ADAPTERS[self.adapter.kind]  # unknown names first: the likeliest slip
+        if self.attention != "auto":
+            BACKENDS[self.attention]
         if not 2 <= self.ratio <= 32:
             raise ConfigError("model.ratio", f"compression ratio {self.ratio} is outside 2..32",
                               "choose r in 2..32 (4, 8, 16 are the usual values)")
@@ -102,17 +115,15 @@ class ModelConfig:
             raise ConfigError("model.encoder.window",
                               f"window stride W - O = {enc.window} - {enc.overlap} = {self.stride} is not divisible by ratio {self.ratio}",
                               "pick window and overlap so that (window - overlap) % ratio == 0")
-        for name, d, h in (("encoder", enc.d_model, enc.n_heads), ("decoder", dec.d_model, dec.n_heads)):
-            if d % h or (d // h) % 2:
-                raise ConfigError(f"model.{name}.n_heads", f"d_model {d} / n_heads {h} must be an even integer head size",
-                                  "choose n_heads dividing d_model with an even quotient (RoPE rotates pairs)")
+        enc.validate("model.encoder")
+        self.decoder.validate("model.decoder")
         if self.latent_positions not in ("aligned", "sequential"):
             raise ConfigError("model.latent_positions", f"unknown scheme '{self.latent_positions}'", "use aligned or sequential")
-        if self.adapter.kind not in ("mlp", "attn_mlp", "mlp_attn"):
-            raise ConfigError("model.adapter.kind", f"unknown adapter '{self.adapter.kind}'", "use mlp, attn_mlp or mlp_attn")
         if self.adapter.depth < 0:
             raise ConfigError("model.adapter.depth", "depth must be >= 0", "use 0 (one linear map) or more hidden layers")
         if self.vocab_size <= SpecialTokens.COUNT:
             raise ConfigError("model.vocab_size", f"vocab_size {self.vocab_size} leaves no room beside the special tokens",
                               f"use more than {SpecialTokens.COUNT}")
+        pooling.check(self)
+        adapter.check(self)
         return self

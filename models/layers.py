@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .attention import BACKENDS
+from .config import swiglu_hidden
 
 
 def rope_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,8 +44,7 @@ class SelfAttention(nn.Module):
 class SwiGLU(nn.Module):
     def __init__(self, d_model: int, mlp_ratio: float):
         super().__init__()
-        # 2/3 keeps SwiGLU's parameter count equal to a GELU MLP of the same ratio (LLaMA)
-        hidden = int(2 * mlp_ratio * d_model / 3)
+        hidden = swiglu_hidden(d_model, mlp_ratio)
         self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
         self.down = nn.Linear(hidden, d_model, bias=False)
 

@@ -1,28 +1,17 @@
 """LCLM: encoder -> pooling -> adapter -> decoder, with the decoder reading latents in place of context.
 
-Decoder sequences by mode (loss is taken on `text` only):
-  compressed:  <bos> <mem> latents </mem> text
-  full:        <bos> context text              (raw context, same decoder)
-  none:        <bos> text                      (no context: the floor for context use)
-  reconstruct: <bos> <mem> latents </mem> <recon> text  (text = the context itself)
+What the decoder reads before the text depends on the mode (`modes.py`); the loss is taken on `text` only.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from .adapter import Adapter
-from .config import ModelConfig, SpecialTokens
+from .adapter import ADAPTERS
+from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import WindowEncoder
-
-MODES = ("compressed", "full", "none", "reconstruct")
-PREFIX_TOKENS = {
-    "compressed": ([SpecialTokens.BOS, SpecialTokens.MEM_START], [SpecialTokens.MEM_END]),
-    "reconstruct": ([SpecialTokens.BOS, SpecialTokens.MEM_START], [SpecialTokens.MEM_END, SpecialTokens.RECON]),
-    "full": ([SpecialTokens.BOS], []),
-    "none": ([SpecialTokens.BOS], []),
-}
+from .modes import MODES
 
 
 class LCLM(nn.Module):
@@ -30,7 +19,7 @@ class LCLM(nn.Module):
         super().__init__()
         self.cfg = cfg.validate()
         self.encoder = WindowEncoder(cfg)
-        self.adapter = Adapter(cfg)
+        self.adapter = ADAPTERS[cfg.adapter.kind](cfg)
         self.decoder = Decoder(cfg)
         self.apply(self._init_weights)
 
@@ -58,20 +47,22 @@ class LCLM(nn.Module):
         """
         B, T = context.shape
         device = context.device
-        before, after = (torch.tensor(ids, device=device, dtype=torch.long) for ids in PREFIX_TOKENS[mode])
+        m = MODES[mode]
+        before, after = (torch.tensor(ids, device=device, dtype=torch.long) for ids in (m.before, m.after))
         embed = self.decoder.embed
-        if mode == "full":
+        if m.reads == "context":
             middle, middle_pos = embed(context), torch.arange(1, T + 1, device=device)  # (B, T, D)
-        elif mode == "none":
+            end = T
+        elif m.reads == "nothing":
             middle, middle_pos = embed.weight.new_zeros(B, 0, embed.embedding_dim), torch.zeros(0, device=device)
+            end = 0
         else:
             middle = self.compress(context)  # (B, ceil(T/r), D)
             L = middle.shape[1]
-            if self.cfg.latent_positions == "aligned":
-                middle_pos = (torch.arange(1, L + 1, device=device) * self.cfg.ratio).clamp(max=T)
-            else:
-                middle_pos = torch.arange(1, L + 1, device=device)
-        end = {"full": T, "none": 0}.get(mode, T if self.cfg.latent_positions == "aligned" else middle.shape[1])
+            aligned = self.cfg.latent_positions == "aligned"
+            middle_pos = (torch.arange(1, L + 1, device=device) * self.cfg.ratio).clamp(max=T) if aligned else \
+                torch.arange(1, L + 1, device=device)
+            end = T if aligned else L
         # <bos> at 0, then markers before the middle at fractions of a step, markers after it likewise
         before_pos = torch.arange(len(before), device=device) / len(before)
         after_pos = end + torch.arange(1, len(after) + 1, device=device) / (len(after) + 1)

@@ -3,13 +3,10 @@
 A window holds W tokens: O overlap tokens re-read from the previous window, then S = W - O new
 tokens, i.e. S / r groups. Every pooling maps (N, W + m, D) window states to (N, S / r, D).
 
-- mean:      average of the group's tokens
-- max:       element-wise max over the group
-- last:      state of the group's last token
-- concat:    the r states concatenated, projected back to D
-- attention: a learned query per latent slot attends over its group (Perceiver-style)
-- memory:    S / r learned marker tokens appended to each window; their outputs are the latents
-             (ICAE / gist / EOS style)
+Built-ins: mean, max, last, concat, attention, memory (each class's docstring says what it does).
+
+A new pooling is one `Pooling` subclass registered with `@POOLINGS.register("name")`, here or in a plugin file:
+its docstring's first line describes it, `n_params` and `flops` give its cost, `validate` its constraints.
 """
 from __future__ import annotations
 
@@ -17,27 +14,40 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from lclab.registry import Registry
+
 from .attention import BACKENDS
 from .config import ModelConfig
+from .part import Part
 
-POOLINGS: dict[str, type["Pooling"]] = {}
-
-
-def register(name: str):
-    def wrap(cls):
-        POOLINGS[name] = cls
-        cls.name = name
-        return cls
-    return wrap
+POOLINGS: Registry[type["Pooling"]] = Registry("pooling", "model.pooling", "lclab.pooling")
 
 
-class Pooling(nn.Module):
-    """Base: subclasses implement `forward(states, valid)`; `n_markers` tokens are appended to each window."""
+class Pooling(Part):
+    """Base: subclasses implement `forward(states, valid)`; `n_markers(cfg)` tokens are appended to each window."""
 
-    n_markers = 0
+    options_field = "model.pooling_options"
+
+    @classmethod
+    def raw_options(cls, cfg: ModelConfig) -> dict:
+        return cfg.pooling_options
+
+    @classmethod
+    def n_markers(cls, cfg: ModelConfig) -> int:
+        """Learned tokens appended to every window (their encoder outputs may become the latents)."""
+        return 0
+
+    @classmethod
+    def n_params(cls, cfg: ModelConfig) -> int:
+        return 0
+
+    @classmethod
+    def flops(cls, cfg: ModelConfig, n_windows: int) -> int:
+        """Forward FLOPs of pooling `n_windows` windows (matmuls only, as torch.utils.flop_counter counts)."""
+        return 0
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
+        super().__init__(cfg)
         self.overlap, self.window, self.ratio = cfg.encoder.overlap, cfg.encoder.window, cfg.ratio
 
     def markers(self) -> torch.Tensor | None:
@@ -56,16 +66,20 @@ class Pooling(nn.Module):
         raise NotImplementedError
 
 
-@register("mean")
+@POOLINGS.register("mean")
 class MeanPooling(Pooling):
+    """Average of the group's tokens."""
+
     def forward(self, states, valid):
         g, v = self.groups(states, valid)
         v = v.unsqueeze(-1).type_as(g)  # (N, G, r, 1)
         return (g * v).sum(2) / v.sum(2).clamp(min=1)
 
 
-@register("max")
+@POOLINGS.register("max")
 class MaxPooling(Pooling):
+    """Element-wise max over the group's tokens."""
+
     def forward(self, states, valid):
         g, v = self.groups(states, valid)
         pooled = g.masked_fill(~v.unsqueeze(-1), float("-inf")).amax(2)  # (N, G, D)
@@ -73,8 +87,10 @@ class MaxPooling(Pooling):
         return torch.where(v.any(2, keepdim=True), pooled, torch.zeros_like(pooled))
 
 
-@register("last")
+@POOLINGS.register("last")
 class LastPooling(Pooling):
+    """State of the group's last token."""
+
     def forward(self, states, valid):
         g, v = self.groups(states, valid)
         # padding only ever trails a group, so the last real token sits at count - 1
@@ -83,8 +99,19 @@ class LastPooling(Pooling):
         return g.gather(2, index).squeeze(2)
 
 
-@register("concat")
+@POOLINGS.register("concat")
 class ConcatPooling(Pooling):
+    """The group's r states concatenated, projected back to the encoder width."""
+
+    @classmethod
+    def n_params(cls, cfg):
+        return cfg.ratio * cfg.encoder.d_model ** 2
+
+    @classmethod
+    def flops(cls, cfg, n_windows):
+        groups = n_windows * cfg.stride // cfg.ratio
+        return groups * 2 * cls.n_params(cfg)
+
     def __init__(self, cfg):
         super().__init__(cfg)
         d = cfg.encoder.d_model
@@ -96,8 +123,21 @@ class ConcatPooling(Pooling):
         return self.proj(rearrange(g, "n g r d -> n g (r d)"))
 
 
-@register("attention")
+@POOLINGS.register("attention")
 class AttentionPooling(Pooling):
+    """A learned query per latent slot attends over its group (Perceiver-style)."""
+
+    @classmethod
+    def n_params(cls, cfg):
+        d = cfg.encoder.d_model
+        return cfg.stride // cfg.ratio * d + d + 3 * d * d  # queries, norm, kv, proj
+
+    @classmethod
+    def flops(cls, cfg, n_windows):
+        d, r = cfg.encoder.d_model, cfg.ratio
+        groups = n_windows * cfg.stride // r
+        return n_windows * cfg.stride * 2 * d * 2 * d + groups * (2 * d * d + 4 * r * d)  # kv, then q.k, a.v, proj
+
     def __init__(self, cfg):
         super().__init__(cfg)
         d, self.n_heads = cfg.encoder.d_model, cfg.encoder.n_heads
@@ -118,12 +158,21 @@ class AttentionPooling(Pooling):
         return self.proj(rearrange(pooled, "(n g) h 1 hd -> n g (h hd)", n=N))
 
 
-@register("memory")
+@POOLINGS.register("memory")
 class MemoryPooling(Pooling):
+    """S / r learned marker tokens appended to each window; their outputs are the latents (ICAE / gist style)."""
+
+    @classmethod
+    def n_markers(cls, cfg):
+        return cfg.stride // cfg.ratio
+
+    @classmethod
+    def n_params(cls, cfg):
+        return cls.n_markers(cfg) * cfg.encoder.d_model
+
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.n_markers = cfg.stride // cfg.ratio
-        self.marker_embeddings = nn.Parameter(torch.randn(self.n_markers, cfg.encoder.d_model) * 0.02)
+        self.marker_embeddings = nn.Parameter(torch.randn(self.n_markers(cfg), cfg.encoder.d_model) * 0.02)
 
     def markers(self):
         return self.marker_embeddings

@@ -1,33 +1,70 @@
-"""Samplers and pruners chosen by name. Each builder takes the space's options mapping (minus `name`)."""
+"""Samplers and pruners chosen by name (`sampler: tpe`, `pruner: {name: asha, ...}`). Each entry is a builder that
+takes the space's options mapping (minus `name`); its docstring's first line describes it. Plugins and installed
+packages add their own (entry-point groups `lclab.sampler`, `lclab.pruner`)."""
 from __future__ import annotations
-
-from typing import Callable
 
 import optuna
 
+from lclab.registry import Registry
 
-def _tpe(seed, **kw):
-    # multivariate + group model conditional spaces jointly; constant liar keeps parallel workers apart
+SAMPLERS: Registry = Registry("sampler", "sampler", "lclab.sampler")
+PRUNERS: Registry = Registry("pruner", "pruner", "lclab.pruner")
+
+
+@SAMPLERS.register("tpe")
+def tpe(seed, **kw):
+    """Multivariate, grouped TPE with a constant liar (parallel workers do not sample the same point)."""
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, **kw)
 
 
-SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "tpe": _tpe,
-    "random": lambda seed, **kw: optuna.samplers.RandomSampler(seed=seed),
-    "nsga2": lambda seed, **kw: optuna.samplers.NSGAIISampler(seed=seed, **kw),
-    # grid and ablation enumerate their points up front and enqueue them; sampling is never needed
-    "grid": lambda seed, **kw: optuna.samplers.RandomSampler(seed=seed),
-    "ablation": lambda seed, **kw: optuna.samplers.RandomSampler(seed=seed),
-}
-
-PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
-    "none": lambda **kw: optuna.pruners.NopPruner(),
-    "median": lambda **kw: optuna.pruners.MedianPruner(**{"n_startup_trials": 2, **kw}),
-    "asha": lambda **kw: optuna.pruners.SuccessiveHalvingPruner(**kw),
-    "hyperband": lambda **kw: optuna.pruners.HyperbandPruner(**kw),
-}
+@SAMPLERS.register("random")
+def random(seed, **kw):
+    """Uniform random points (several objectives allowed)."""
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
-def build(registry: dict, spec: dict, **extra):
+@SAMPLERS.register("nsga2")
+def nsga2(seed, **kw):
+    """NSGA-II: a Pareto front over several objectives."""
+    return optuna.samplers.NSGAIISampler(seed=seed, **kw)
+
+
+@SAMPLERS.register("grid")
+def grid(seed, **kw):
+    """Every point of the space x every seed, enqueued when the study is created."""
+    return optuna.samplers.RandomSampler(seed=seed)  # never asked: every point is enqueued
+
+
+@SAMPLERS.register("ablation")
+def ablation(seed, **kw):
+    """The base point, then one axis changed at a time, x every seed, enqueued when the study is created."""
+    return optuna.samplers.RandomSampler(seed=seed)  # never asked: every point is enqueued
+
+
+@PRUNERS.register("none")
+def no_pruning(**kw):
+    """Every trial trains to its budget."""
+    return optuna.pruners.NopPruner()
+
+
+@PRUNERS.register("median")
+def median(**kw):
+    """Stop a trial below the median of earlier trials at the same step (after 2 trials)."""
+    return optuna.pruners.MedianPruner(**{"n_startup_trials": 2, **kw})
+
+
+@PRUNERS.register("asha")
+def asha(**kw):
+    """Asynchronous successive halving: keep the best fraction at each rung of tokens."""
+    return optuna.pruners.SuccessiveHalvingPruner(**kw)
+
+
+@PRUNERS.register("hyperband")
+def hyperband(**kw):
+    """Hyperband: successive halving over several brackets of budgets."""
+    return optuna.pruners.HyperbandPruner(**kw)
+
+
+def build(registry: Registry, spec: dict, **extra):
     options = {k: v for k, v in spec.items() if k != "name"}
     return registry[spec["name"]](**extra, **options)

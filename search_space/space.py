@@ -15,6 +15,7 @@
     seeds: [0, 1, 2]
     n_trials: 12
     storage: lab.db
+    plugins: [my_pooling.py]                  # your own parts (lclab.plugins), relative to this file
 
 Axis names that are well-known design axes (ratio, pooling, window, ...) need no `path`.
 """
@@ -30,9 +31,11 @@ from typing import Any
 
 import yaml
 
-from models import ConfigError, LCLM
-from trials import TrialConfig
-from trials.config import from_dict, read_text
+from lclab.errors import ConfigError
+from lclab.models import LCLM
+from lclab.plugins import load_plugins, resolve_plugin_paths
+from lclab.trials import TrialConfig
+from lclab.trials.config import from_dict, read_text
 
 from .expr import Expression, ExpressionError
 
@@ -53,8 +56,9 @@ KNOWN = {
 ROLES = ("scientific", "nuisance", "fixed")
 KINDS = ("categorical", "int", "float")
 SECTIONS = {"name", "base", "axes", "derived", "constraints", "objectives", "sampler", "pruner", "budget", "seeds",
-            "n_trials", "storage", "nuisance_trials"}
+            "n_trials", "storage", "nuisance_trials", "plugins"}
 FEASIBILITY_SAMPLES = 2000
+DEFAULT_DIRECTION = "minimize"
 BUDGET_FIELDS = {"steps": "train.steps", "tokens": "train.budget_tokens", "flops": "train.budget_flops"}
 
 
@@ -107,6 +111,11 @@ class Space:
     storage: str | None
     nuisance_trials: int = 4
     lines: dict = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)  # absolute paths or module names, carried by every trial config
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.get("direction", DEFAULT_DIRECTION) for o in self.objectives]
 
     @property
     def scientific(self) -> list[Axis]:
@@ -119,6 +128,8 @@ class Space:
     def config_dict(self, point: dict, seed: int) -> dict:
         """The trial config mapping for an assignment of axis values (inactive axes keep the base)."""
         data = copy.deepcopy(self.base)
+        if self.plugins:
+            data["plugins"] = list(self.plugins)
         for axis in self.axes:
             if axis.name in point:
                 set_path(data, axis.path, point[axis.name])
@@ -193,7 +204,7 @@ def component_params(cfg: TrialConfig) -> dict[str, int]:
     """encoder_params / adapter_params / decoder_params for constraints, built on the meta device (no memory)."""
     import torch
 
-    from trials.data import vocab_size_hint
+    from lclab.trials.data import vocab_size_hint
 
     model_cfg = copy.copy(cfg.model)
     model_cfg.vocab_size = vocab_size_hint(cfg.data)
@@ -246,7 +257,9 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     for key in ("name", "axes", "objectives", "n_trials"):
         if key not in data:
             raise stub.error(key, f"the space has no '{key}'", f"add '{key}:' (see search_space/presets/quickstart.yaml)")
+    plugins = _load_plugins(data.get("plugins") or [], path.parent, "plugins", stub)
     base = _load_base(data.get("base", {}), path, stub)
+    plugins += [p for p in _load_plugins(base.pop("plugins", []), path.parent, "base.plugins", stub) if p not in plugins]
     axes = [_axis(name, spec, stub) for name, spec in (data["axes"] or {}).items()]
     if not axes:
         raise stub.error("axes", "no axes", "declare at least one axis")
@@ -264,7 +277,7 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     objectives = data["objectives"]
     if not isinstance(objectives, list) or not objectives or not all(
             isinstance(o, dict) and set(o) <= {"metric", "direction"} and "metric" in o
-            and o.get("direction", "minimize") in ("minimize", "maximize") for o in objectives):
+            and o.get("direction", DEFAULT_DIRECTION) in ("minimize", "maximize") for o in objectives):
         raise stub.error("objectives", "objectives must be a list of {metric, direction: minimize|maximize}",
                          "write e.g. [{metric: val/loss_compressed, direction: minimize}]")
     sampler = _named(data.get("sampler", {"name": "tpe"}), "sampler", SAMPLERS, stub)
@@ -283,7 +296,8 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     if not isinstance(n_trials, int) or n_trials < 1:
         raise stub.error("n_trials", f"{n_trials!r} is not a positive integer", "set n_trials: 12")
     space = Space(data["name"], path, base, axes, derived, constraints, objectives, sampler, pruner, budget, seeds,
-                  n_trials, storage or data.get("storage"), int(data.get("nuisance_trials", 4)), lines)
+                  n_trials, storage or data.get("storage"), int(data.get("nuisance_trials", Space.nuisance_trials)), lines,
+                  plugins)
     _check_values(space)
     _check_feasible(space)
     return space
@@ -305,6 +319,8 @@ def _load_base(base, path: Path, stub: Space) -> dict:
                              "fix the indentation or quoting there", f"{file}:{mark.line + 1}" if mark else str(file)) from None
         where = lambda key: f"{file}:{lines[key]}" if key in lines else str(file)  # noqa: E731
         prefix = ""
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list):  # relative to the base file, not the space
+            data["plugins"] = resolve_plugin_paths(data["plugins"], file.parent)
     elif isinstance(base, dict):
         data, prefix = base, "base."
         where = lambda key: f"{path}:{stub.lines.get('base.' + key, stub.lines.get('base', '?'))}"  # noqa: E731
@@ -315,6 +331,19 @@ def _load_base(base, path: Path, stub: Space) -> dict:
     except ConfigError as err:
         raise SpaceError(prefix + err.field, f"in the base config: {err.problem}", err.fix, where(err.field)) from None
     return data
+
+
+def _load_plugins(specs: Any, folder: Path, key: str, stub: Space) -> list[str]:
+    """Plugin files (relative to `folder`) or modules, loaded now: a space that names a part of its own is checked
+    with that part registered. A missing or broken plugin is named at `key` of the space file."""
+    if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+        raise stub.error(key, f"{specs!r} is not a list of plugin files or modules", "write plugins: [my_pooling.py]")
+    specs = resolve_plugin_paths(specs, folder)
+    try:
+        load_plugins(specs, key)
+    except ConfigError as err:
+        raise stub.error(key, err.problem, err.fix) from None
+    return specs
 
 
 def _axis(name: str, spec: Any, stub: Space) -> Axis:
@@ -355,13 +384,13 @@ def _expr(source: Any, key: str, stub: Space) -> Expression:
         raise stub.error(key, str(err), "use arithmetic, comparisons, and/or/not over axis and known names") from None
 
 
-def _named(spec: Any, key: str, registry: dict, stub: Space) -> dict:
+def _named(spec: Any, key: str, registry, stub: Space) -> dict:
     """`sampler: tpe` or `sampler: {name: tpe, ...options}`."""
     field = key if not isinstance(spec, dict) else f"{key}.name"
     spec = {"name": spec} if isinstance(spec, str) else spec
     if not isinstance(spec, dict) or spec.get("name") not in registry:
         raise stub.error(field, f"unknown {key} {spec.get('name') if isinstance(spec, dict) else spec!r}",
-                         f"use one of {sorted(registry)}")
+                         f"use one of {registry.names()}")
     return spec
 
 
@@ -373,7 +402,7 @@ def _check_values(space: Space) -> None:
             try:
                 set_path(data, axis.path, value)
                 cfg = from_dict(TrialConfig, data)
-                if axis.path == "model.pooling" or axis.path == "model.attention":
+                if axis.path in ("model.pooling", "model.attention", "model.adapter.kind"):
                     cfg.model.validate()
             except ConfigError as err:
                 if "stride" in err.problem or "overlap" in err.problem:

@@ -10,12 +10,14 @@ import optuna
 import submitit
 from optuna.trial import TrialState
 
-from models import ConfigError
-from search_space.space import Space
-from search_space.sweep import fail_and_retry, open_study
-from slurm.profiles import ClusterProfile
-from slurm.worker import SweepJob
-from trials.db import open_storage, storage_url
+from lclab.errors import ConfigError
+from lclab.search_space.space import Space
+from lclab.search_space.recovery import fail_and_retry
+from lclab.search_space.study import open_study
+
+from .profiles import ClusterProfile
+from .worker import SweepJob
+from lclab.trials.db import open_storage, storage_url
 
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL",
             "DEADLINE"}

@@ -10,8 +10,8 @@ from typing import Literal, Optional
 
 import yaml
 
-from models import ConfigError
-from trials.config import from_dict
+from lclab.errors import ConfigError
+from lclab.trials.config import from_dict
 
 HERE = Path(__file__).parent / "profiles"
 

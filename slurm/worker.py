@@ -27,13 +27,15 @@ import submitit
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from search_space.registry import PRUNERS, SAMPLERS, build
-from search_space.space import load_space
-from search_space.sweep import ENUMERATED, Objective, Preempted, PruningReporter, StopAt, StopRequest, target_trials
-from trials import DivergedError, run_trial
-from trials.config import TrialConfig
-from trials.db import open_storage, storage_url
-from trials.distributed import broadcast, use_gpu
+from lclab.errors import DivergedError
+from lclab.search_space.objective import Objective
+from lclab.search_space.space import load_space
+from lclab.search_space.study import ENUMERATED, StopAt, open_study, target_trials
+from lclab.trials import TrialConfig, run_trial
+from lclab.trials.callbacks import PruningReporter
+from lclab.trials.distributed import broadcast, use_gpu
+
+from .preemption import Preempted, StopRequest
 
 # how long a rank waits for the others (a collective) before its job fails: a dead rank must not hold GPUs for hours
 COLLECTIVE_TIMEOUT = timedelta(minutes=15)
@@ -64,8 +66,10 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> N
         except DivergedError:
             study.tell(trial, state=TrialState.FAIL)
             return
-        except (Preempted, KeyboardInterrupt, SystemExit):
-            raise  # the job is being requeued or ended: the trial stays RUNNING for the requeued job or a heartbeat retry
+        except (KeyboardInterrupt, SystemExit):  # the trial stays RUNNING for the requeued job or a heartbeat retry
+            if objective.stop is not None and objective.stop.requested:  # checkpointed on our signal: requeue
+                raise Preempted(f"trial {trial.number} checkpointed for requeue") from None
+            raise  # submitit already requeued the job and is exiting (or Slurm ended it): nothing to add
         except Exception as err:  # a crash: the trial fails with its reason and log path, the job fails loudly
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
@@ -128,13 +132,11 @@ class SweepJob(submitit.helpers.Checkpointable):
             return follow(stop)
         space = load_space(space_path, storage)
         identity = job_identity()
-        study = optuna.load_study(study_name=space.name, storage=open_storage(storage_url(space.storage, lab_dir)),
-                                  sampler=build(SAMPLERS, space.sampler, seed=os.getpid()),
-                                  pruner=build(PRUNERS, space.pruner))
+        study = open_study(space, Path(lab_dir), worker_seed=os.getpid())
         objective = Objective(space, Path(lab_dir), identity["slurm_stdout"], {**identity, "devices": world}, stop,
                               announce if world > 1 else None)
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint(), requeue, exit
-        target = StopAt(target_trials(space) + study.user_attrs.get("extra_trials", 0), space.sampler["name"] in ENUMERATED)
+        target = StopAt(target_trials(space, study), space.sampler["name"] in ENUMERATED)
         ran = 0
         try:
             for trial_id in own_running_trials(study, identity["slurm_job"]):

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from trials import config_from_dict
+from lclab.trials import config_from_dict
 
 
 @pytest.fixture(autouse=True, scope="session")

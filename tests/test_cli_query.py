@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from search_space.space import load_space
-from search_space.sweep import run_sweep
-from tests.search_space.test_sweep import mini_space
+from lclab.search_space.space import load_space
+from lclab.search_space.local import run_sweep
+from lclab.testing import mini_space
 
 ROOT = Path(__file__).parents[1]
 
@@ -57,7 +57,7 @@ def test_bad_queries_are_clear_errors(lab, args, message):
 
 
 def test_load_frame_reads_a_bare_path_by_its_suffix(lab, tmp_path):
-    from trials.db import load_frame
+    from lclab.trials.db import load_frame
 
     frame = load_frame(str(lab / "lab.db"), ["mini"])  # a .db path is SQLite, not a journal file
     assert (frame.state == "COMPLETE").sum() == 4
@@ -74,7 +74,7 @@ def test_csv_export_has_flat_columns(lab, tmp_path):
 
 
 def test_sweep_report_and_trials_take_the_same_storage_option(tmp_path):
-    from tests.search_space.test_sweep import mini_space
+    from lclab.testing import mini_space
 
     space = mini_space(tmp_path, seeds=[0], budget={"steps": 2}, name="elsewhere")
     db = tmp_path / "other" / "trials.db"
@@ -103,7 +103,7 @@ def test_a_missing_database_driver_names_the_extra_to_install():
 @pytest.mark.parametrize("url,secret", [("postgresql://lclab:hunter2@db.example/lab", "hunter2"),
                                         ("postgresql://db.example/lab?user=lclab&password=hunter2&sslmode=off", "hunter2")])
 def test_passwords_are_redacted_in_every_url_form(url, secret):
-    from trials.db import redact
+    from lclab.trials.db import redact
 
     clean = redact(url)
     assert secret not in clean and "***" in clean and "db.example" in clean

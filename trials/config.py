@@ -6,18 +6,18 @@ impossible values raise `ConfigError` naming the file, the field and the fix.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from models import ConfigError, ModelConfig
+from lclab.errors import ConfigError
+from lclab.models import ModelConfig
+from lclab.plugins import load_plugins, plugin_hash, resolve_plugin_paths
+from lclab.schema import from_dict
 
 
 @dataclass
@@ -76,6 +76,7 @@ class TrialConfig:
     seed: int = 0
     output_dir: str = "runs"
     progress: bool = True
+    plugins: list[str] = field(default_factory=list)  # files / modules registering parts of your own (lclab.plugins)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -91,24 +92,37 @@ class TrialConfig:
             d.pop(key)
         for key in ("threads", "log_every", "checkpoint_every", "val_every"):
             d["train"].pop(key)
+        # a plugin's code is part of the configuration: where it lives is not (empty fields keep old hashes)
+        plugins = d.pop("plugins")
+        if plugins:
+            d["plugin_code"] = sorted(plugin_hash(p) for p in plugins)
+        for section, key in ((d["model"], "pooling_options"), (d["model"]["adapter"], "options")):
+            if not section[key]:
+                section.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+    def parts(self) -> dict[str, str]:
+        """The registered parts this trial uses, by config field, with their descriptions and origins (a plugin
+        file's path): stored with the trial, so that reports can name them without loading the model code."""
+        from lclab.models import ADAPTERS, POOLINGS
+
+        from .synthetic import TASKS
+
+        chosen = [(POOLINGS, self.model.pooling), (ADAPTERS, self.model.adapter.kind)]
+        chosen += [(TASKS, task) for task in self.data.tasks] if self.data.source == "synthetic" else []
+        return {f"{r.field}={name}": f"{r.description(name)} ({r.origin(name)})" for r, name in chosen}
+
     def validate(self) -> "TrialConfig":
+        load_plugins(self.plugins)  # before anything looks a name up: a plugin may register it
         self.model.validate()
         d, t = self.data, self.train
         from .synthetic import TASKS
 
         if d.source == "synthetic":
-            for task in d.tasks:
-                if task not in TASKS:
-                    raise ConfigError("data.tasks", f"unknown synthetic task '{task}'", f"use some of {sorted(TASKS)}")
             if not d.tasks:
-                raise ConfigError("data.tasks", "no synthetic task selected", f"list some of {sorted(TASKS)}")
-            if "kv_recall" in d.tasks and not (1 <= d.kv_pairs <= min(d.context_len // 2, d.n_keys)):
-                raise ConfigError("data.kv_pairs", f"{d.kv_pairs} pairs do not fit", "use 1 <= kv_pairs <= min(context_len / 2, n_keys)")
-            if "span_recall" in d.tasks and (d.context_len % d.span_len or d.text_len < d.span_len + 2):
-                raise ConfigError("data.span_len", f"span_len {d.span_len} must divide context_len {d.context_len} and fit in text_len - 2",
-                                  "choose a span_len dividing context_len, at most text_len - 2")
+                raise ConfigError("data.tasks", "no synthetic task selected", f"list some of {TASKS.names()}")
+            for task in d.tasks:
+                TASKS[task].validate(d)
         if d.source in ("files", "hub") and not d.path:
             raise ConfigError("data.path", f"source '{d.source}' needs a path", "set data.path to local files or a hub dataset name")
         if d.context_len < 1 or d.text_len < 2:
@@ -127,73 +141,6 @@ class TrialConfig:
         if t.batch_size < 1 or t.checkpoint_every < 1:
             raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
         return self
-
-
-# ---------------------------------------------------------------------------- YAML -> dataclasses
-def _is_instance(value: Any, tp: Any) -> bool:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True
-    if origin is Literal:
-        return value in typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_instance(value, a) for a in typing.get_args(tp))
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        return isinstance(value, list) and all(_is_instance(v, item) for v in value)
-    if tp is type(None):
-        return value is None
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise ConfigError(prefix.rstrip(".") or "<top level>", f"expected a mapping, got {type(data).__name__}",
-                          "write key: value pairs")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(names)}"
-            raise ConfigError(prefix + str(key), "unknown field", hint)
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp):
-            kwargs[key] = from_dict(tp, value, f"{prefix}{key}.")
-        elif (number := _as_float(value, tp)) is not None:
-            kwargs[key] = number
-        elif _is_instance(value, tp):
-            kwargs[key] = value
-        else:
-            raise ConfigError(prefix + key, f"{value!r} is not {_describe(tp)}", f"set it to {_describe(tp)}")
-    return cls(**kwargs)
-
-
-def _as_float(value: Any, tp: Any) -> float | None:
-    """YAML reads 1e-3 as a string (1.0e-3 as a float): accept both where a float is expected."""
-    if not _is_instance(1.5, tp) or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def apply_override(data: dict, assignment: str) -> None:
@@ -237,7 +184,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrialConfig:
     try:
         for assignment in overrides:
             apply_override(data, assignment)
-        return from_dict(TrialConfig, data).validate()
+        cfg = from_dict(TrialConfig, data)
+        cfg.plugins = resolve_plugin_paths(cfg.plugins, path.parent)
+        return cfg.validate()
     except ConfigError as err:
         raise err.located(str(path)) from None
 

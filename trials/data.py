@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from models import ConfigError
+from lclab.errors import ConfigError
 
 from .config import DataConfig, TrialConfig
 from .corpus import cache_dir, load_corpus, token_shard

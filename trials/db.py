@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from models import ConfigError
+from lclab.errors import ConfigError
 
 # a worker killed without warning is noticed once its heartbeat is GRACE seconds old (tests shorten both)
 HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))

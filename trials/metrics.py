@@ -19,7 +19,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-EVAL_MODES = ("compressed", "full", "none")
+from lclab.models import MODES
+
+EVAL_MODES = tuple(name for name, mode in MODES.items() if mode.target == "text")  # scored on the text
 RETENTION_MIN_Z = 3.0
 LEARNED_MIN_Z = 3.0
 

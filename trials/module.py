@@ -7,15 +7,12 @@ import lightning as L
 import numpy as np
 import torch
 
-from models import LCLM
+from lclab.errors import DivergedError
+from lclab.models import LCLM, MODES
 
 from .config import TrainConfig, TrialConfig
 from .distributed import gather_lists
-from .metrics import EVAL_MODES, example_stats, masked_loss, summarize
-
-
-class DivergedError(RuntimeError):
-    """Training loss became NaN/inf: the trial failed, the reason is recorded."""
+from .metrics import example_stats, masked_loss, summarize
 
 
 class LRSchedule:
@@ -55,15 +52,18 @@ class LCLMTrial(L.LightningModule):
 
     # --------------------------------------------------------------------------- training
     def mode_for_step(self, step: int) -> str:
-        t = self.cfg.train
-        u = np.random.default_rng([self.cfg.seed, step, 7]).random()
-        if u < t.full_context_share:
-            return "full"
-        return "reconstruct" if u < t.full_context_share + t.reconstruction_share else "compressed"
+        """The decoder mode of a training step: each mode with a share field takes that share, compressed the rest."""
+        u, edge = np.random.default_rng([self.cfg.seed, step, 7]).random(), 0.0
+        for name, mode in MODES.items():
+            if mode.share is not None:
+                edge += getattr(self.cfg.train, mode.share)
+                if u < edge:
+                    return name
+        return "compressed"
 
     @staticmethod
     def targets(batch: dict, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if mode == "reconstruct":
+        if MODES[mode].target == "context":
             return batch["context"], torch.ones_like(batch["context"], dtype=torch.bool)
         return batch["text"], batch["loss_mask"]
 
@@ -84,7 +84,7 @@ class LCLMTrial(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         record = {"task": batch["task"]}
-        for mode in (*EVAL_MODES, "reconstruct"):
+        for mode in MODES:
             text, mask = self.targets(batch, mode)
             stats = example_stats(self.model(batch["context"], text, mode), text, mask)
             record.update({f"{mode}/{k}": v.detach().cpu() for k, v in stats.items()})

@@ -23,8 +23,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 
-from models import ConfigError, flops_per_token, forward_flops, param_counts
-from models.attention import resolve
+from lclab.errors import ConfigError
+from lclab.models import MODES, ModelConfig, flops_per_token, forward_flops, param_counts
+from lclab.models.attention import resolve
 
 from .config import TrainConfig, TrialConfig
 from .checkpointing import AtomicCheckpointIO, resume_step, save_atomic
@@ -58,10 +59,10 @@ class TrialResult:
 def train_flops_per_step(cfg: TrialConfig) -> float:
     """Training FLOPs of one step: 3x forward (backward costs two forwards), averaged over the step-mode mix."""
     t, d = cfg.train, cfg.data
-    share = {"full": t.full_context_share, "reconstruct": t.reconstruction_share}
+    share = {name: getattr(t, mode.share) for name, mode in MODES.items() if mode.share is not None}
     share["compressed"] = 1 - sum(share.values())
-    lengths = {"reconstruct": d.context_len}
-    per_example = sum(s * forward_flops(cfg.model, d.context_len, lengths.get(m, d.text_len), m)["total"]
+    target_len = {"text": d.text_len, "context": d.context_len}
+    per_example = sum(s * forward_flops(cfg.model, d.context_len, target_len[MODES[m].target], m)["total"]
                       for m, s in share.items())
     return 3 * per_example * t.batch_size
 
@@ -99,8 +100,9 @@ def warm_decoder(cfg: TrialConfig, on_progress: Callable[[dict], None] | None = 
     # only what shapes the warm decoder enters its hash: not the trial's own learning rates or recipe
     t = TrainConfig(batch_size=cfg.train.batch_size, steps=cfg.train.warm_steps, lr_decoder=cfg.train.warm_lr,
                     full_context_share=1.0, threads=cfg.train.threads, checkpoint_every=cfg.train.warm_steps)
-    base = dataclasses.replace(cfg.model, encoder=type(cfg.model.encoder)(), adapter=type(cfg.model.adapter)(),
-                               pooling="mean", ratio=4, attention="sdpa")
+    # the encoder side is never used on raw-context steps: lclab's default compressor, whatever the trial's
+    m = cfg.model
+    base = dataclasses.replace(ModelConfig(), vocab_size=m.vocab_size, decoder=m.decoder, latent_positions=m.latent_positions)
     warm = dataclasses.replace(cfg, name="warm-decoder", seed=0, model=base, train=t, progress=False,
                                output_dir=str(cache_dir() / "warm"))
     path = cache_dir() / "warm" / f"decoder-{warm.hash()}.pt"

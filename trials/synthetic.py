@@ -5,31 +5,41 @@ Token layout: the special tokens, then `n_symbols` symbols, then one token per c
 context (B, T), text (B, S) and loss_mask (B, S): loss and accuracy only where the answer is
 determined by the context.
 
-- reconstruction: the text repeats the context (from its latents alone)
-- span_recall:    <query> <span j> then span j of the context, for several distinct spans
-- kv_recall:      the context opens with key-value pairs; the text asks many distinct keys (dense supervision)
-
-Queries never repeat within an example, so no answer can be copied from earlier in the text.
+Built-ins: reconstruction, span_recall, kv_recall (each class's docstring says what it does). Queries never
+repeat within an example, so no answer can be copied from earlier in the text. A new task is one `Task` subclass
+registered with `@TASKS.register("name")`, here or in a plugin file.
 """
 from __future__ import annotations
 
-from typing import Callable
+import zlib
 
 import numpy as np
 
-from models import SpecialTokens
+from lclab.errors import ConfigError
+from lclab.models import SpecialTokens
+from lclab.registry import Registry
 
 from .config import DataConfig
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
-TASKS: dict[str, Callable[[np.random.Generator, int, DataConfig], Batch]] = {}
+TASKS: Registry[type["Task"]] = Registry("synthetic task", "data.tasks", "lclab.task")
 
 
-def register(name: str):
-    def wrap(fn):
-        TASKS[name] = fn
-        return fn
-    return wrap
+class Task:
+    """Base: `generate(rng, B, d)` returns context (B, T), text (B, S) and loss_mask (B, S)."""
+
+    name: str  # set by the registry
+    # seeds this task's batches, fixed per task (by default from its name) so that registering a task never
+    # changes another task's data; the built-ins keep the streams they always had
+    stream: int | None = None
+
+    @staticmethod
+    def validate(d: DataConfig) -> None:
+        """Constraints this task puts on the data config (none by default)."""
+
+    @staticmethod
+    def generate(rng: np.random.Generator, B: int, d: DataConfig) -> Batch:
+        raise NotImplementedError
 
 
 def layout(d: DataConfig) -> dict[str, int]:
@@ -44,40 +54,69 @@ def _symbols(rng, shape, d):
     return rng.integers(0, d.n_symbols, size=shape) + layout(d)["symbols"]
 
 
-@register("reconstruction")
-def reconstruction(rng, B, d):
-    context = _symbols(rng, (B, d.context_len), d)
-    text = np.full((B, d.text_len), SpecialTokens.PAD)
-    n = min(d.text_len, d.context_len)
-    text[:, :n] = context[:, :n]
-    return context, text, text != SpecialTokens.PAD
+@TASKS.register("reconstruction")
+class Reconstruction(Task):
+    """The text repeats the context (from its latents alone)."""
+
+    stream = 1
+
+    @staticmethod
+    def generate(rng, B, d):
+        context = _symbols(rng, (B, d.context_len), d)
+        text = np.full((B, d.text_len), SpecialTokens.PAD)
+        n = min(d.text_len, d.context_len)
+        text[:, :n] = context[:, :n]
+        return context, text, text != SpecialTokens.PAD
 
 
-@register("span_recall")
-def span_recall(rng, B, d):
-    context = _symbols(rng, (B, d.context_len), d)
-    n_spans, k = d.context_len // d.span_len, d.span_len
-    n_queries = min(d.text_len // (k + 2), n_spans)
-    spans = _distinct(rng, B, n_spans, n_queries)  # (B, Q)
-    answers = context.reshape(B, n_spans, k)[np.arange(B)[:, None], spans]  # (B, Q, k)
-    head = np.stack([np.full_like(spans, SpecialTokens.QUERY), spans + layout(d)["spans"]], axis=-1)  # (B, Q, 2)
-    queries = np.concatenate([head, answers], axis=-1).reshape(B, -1)  # (B, Q * (k + 2))
-    mask = np.tile(np.r_[False, False, np.ones(k, bool)], n_queries)[None].repeat(B, 0)
-    return context, *_pad_text(queries, mask, d.text_len)
+@TASKS.register("span_recall")
+class SpanRecall(Task):
+    """<query> <span j>, then span j of the context, for several distinct spans."""
+
+    stream = 2
+
+    @staticmethod
+    def validate(d):
+        if d.context_len % d.span_len or d.text_len < d.span_len + 2:
+            raise ConfigError("data.span_len", f"span_len {d.span_len} must divide context_len {d.context_len} and fit in text_len - 2",
+                              "choose a span_len dividing context_len, at most text_len - 2")
+
+    @staticmethod
+    def generate(rng, B, d):
+        context = _symbols(rng, (B, d.context_len), d)
+        n_spans, k = d.context_len // d.span_len, d.span_len
+        n_queries = min(d.text_len // (k + 2), n_spans)
+        spans = _distinct(rng, B, n_spans, n_queries)  # (B, Q)
+        answers = context.reshape(B, n_spans, k)[np.arange(B)[:, None], spans]  # (B, Q, k)
+        head = np.stack([np.full_like(spans, SpecialTokens.QUERY), spans + layout(d)["spans"]], axis=-1)  # (B, Q, 2)
+        queries = np.concatenate([head, answers], axis=-1).reshape(B, -1)  # (B, Q * (k + 2))
+        mask = np.tile(np.r_[False, False, np.ones(k, bool)], n_queries)[None].repeat(B, 0)
+        return context, *_pad_text(queries, mask, d.text_len)
 
 
-@register("kv_recall")
-def kv_recall(rng, B, d):
-    P = d.kv_pairs
-    keys = _distinct(rng, B, d.n_keys, P) + layout(d)["keys"]
-    values = _symbols(rng, (B, P), d)
-    context = _symbols(rng, (B, d.context_len), d)  # distractor symbols after the pairs
-    context[:, : 2 * P] = np.stack([keys, values], axis=-1).reshape(B, 2 * P)
-    asked = _distinct(rng, B, P, min(d.text_len // 2, P))  # (B, Q)
-    rows = np.arange(B)[:, None]
-    queries = np.stack([keys[rows, asked], values[rows, asked]], axis=-1).reshape(B, -1)  # (B, 2Q): key, value, ...
-    mask = np.tile(np.array([False, True]), asked.shape[1])[None].repeat(B, 0)
-    return context, *_pad_text(queries, mask, d.text_len)
+@TASKS.register("kv_recall")
+class KVRecall(Task):
+    """The context opens with key-value pairs; the text asks many distinct keys (dense supervision)."""
+
+    stream = 0
+
+    @staticmethod
+    def validate(d):
+        if not 1 <= d.kv_pairs <= min(d.context_len // 2, d.n_keys):
+            raise ConfigError("data.kv_pairs", f"{d.kv_pairs} pairs do not fit", "use 1 <= kv_pairs <= min(context_len / 2, n_keys)")
+
+    @staticmethod
+    def generate(rng, B, d):
+        P = d.kv_pairs
+        keys = _distinct(rng, B, d.n_keys, P) + layout(d)["keys"]
+        values = _symbols(rng, (B, P), d)
+        context = _symbols(rng, (B, d.context_len), d)  # distractor symbols after the pairs
+        context[:, : 2 * P] = np.stack([keys, values], axis=-1).reshape(B, 2 * P)
+        asked = _distinct(rng, B, P, min(d.text_len // 2, P))  # (B, Q)
+        rows = np.arange(B)[:, None]
+        queries = np.stack([keys[rows, asked], values[rows, asked]], axis=-1).reshape(B, -1)  # (B, 2Q): key, value, ...
+        mask = np.tile(np.array([False, True]), asked.shape[1])[None].repeat(B, 0)
+        return context, *_pad_text(queries, mask, d.text_len)
 
 
 def _distinct(rng, B, n, k):
@@ -93,5 +132,6 @@ def _pad_text(text, mask, length):
 
 def generate(task: str, seed: int, index: int, B: int, d: DataConfig) -> Batch:
     """Batch `index` of `task` for a stream seeded by `seed` (same inputs, same batch, on every machine)."""
-    rng = np.random.default_rng([seed, index, sorted(TASKS).index(task)])
-    return TASKS[task](rng, B, d)
+    entry = TASKS[task]
+    stream = entry.stream if entry.stream is not None else zlib.crc32(task.encode())
+    return entry.generate(np.random.default_rng([seed, index, stream]), B, d)

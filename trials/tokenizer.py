@@ -5,7 +5,7 @@ import hashlib
 from pathlib import Path
 from typing import Iterable
 
-from models import SpecialTokens
+from lclab.models import SpecialTokens
 
 
 class ByteTokenizer:

@@ -5,9 +5,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from search_space.space import load_space
-from search_space.sweep import run_sweep
-from tests.search_space.test_sweep import MINI_BASE, mini_space
+from lclab.search_space.space import load_space
+from lclab.search_space.local import run_sweep
+from lclab.testing import MINI_BASE, mini_space
 
 NOTEBOOKS = Path(__file__).parents[2] / "analysis" / "notebooks"
 

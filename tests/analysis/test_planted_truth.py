@@ -7,12 +7,12 @@ import optuna
 import pandas as pd
 import pytest
 
-from analysis.analyze import analyze, scaling
-from analysis.effects import axis_effects, seed_noise
-from analysis.importance import ranking
-from analysis.load import load
-from analysis.stats import difference, holm
-from tests.analysis import planted
+from lclab.analysis.analyze import analyze, scaling
+from lclab.analysis.effects import axis_effects, seed_noise
+from lclab.analysis.importance import ranking
+from lclab.analysis.load import load
+from lclab.analysis.stats import difference, holm
+from lclab.testing import planted
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -11,11 +11,11 @@ import optuna
 import pytest
 import yaml
 
-from search_space.space import load_space
-from search_space.sweep import run_sweep
-from tests.analysis import planted
-from tests.search_space.test_sweep import mini_space
-from trials import load_config
+from lclab.search_space.space import load_space
+from lclab.search_space.local import run_sweep
+from lclab.testing import planted
+from lclab.testing import mini_space
+from lclab.trials import load_config
 
 ROOT = Path(__file__).parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from analysis.analyze import analyze
-from analysis.load import load
-from tests.analysis import planted
+from lclab.analysis.analyze import analyze
+from lclab.analysis.load import load
+from lclab.testing import planted
 
 ROOT = Path(__file__).parents[2]
 optuna.logging.set_verbosity(optuna.logging.WARNING)

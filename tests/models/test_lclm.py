@@ -6,7 +6,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from models import LCLM, POOLINGS, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig, forward_flops, param_counts
+from lclab.models import LCLM, POOLINGS, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig, forward_flops, param_counts
 
 W = 16
 
@@ -102,7 +102,7 @@ def test_latent_positions(scheme):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="xformers backend needs a CUDA GPU")
 def test_xformers_matches_sdpa_in_bf16():
     pytest.importorskip("xformers.ops")
-    from models.attention import resolve
+    from lclab.models.attention import resolve
 
     if resolve("auto", "cuda") != "xformers":
         pytest.skip("xformers has no working kernel on this GPU")

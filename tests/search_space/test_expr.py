@@ -1,6 +1,6 @@
 import pytest
 
-from search_space.expr import Expression, ExpressionError
+from lclab.search_space.expr import Expression, ExpressionError
 
 
 @pytest.mark.parametrize("source,env,expected", [

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from search_space.space import SpaceError, load_space
-from search_space.sweep import enumerated_points
+from lclab.search_space.space import SpaceError, load_space
+from lclab.search_space.study import enumerated_points
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

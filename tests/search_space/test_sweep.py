@@ -10,34 +10,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
-from search_space.space import load_space
-from search_space.sweep import run_sweep, worker
+from lclab.search_space.space import load_space
+from lclab.search_space.local import run_sweep, worker
 from tests.services import fresh_database, postgres_url  # noqa: F401  (fixture)
-from trials.db import load_frame, open_storage, storage_url, tokens_spent
+from lclab.testing import MINI_BASE, mini_space
+from lclab.trials.db import load_frame, open_storage, storage_url, tokens_spent
 
 ROOT = Path(__file__).parents[2]
-MINI_BASE = {
-    "progress": False,
-    "model": {"encoder": {"n_layers": 1, "d_model": 32, "n_heads": 2, "window": 16}, "adapter": {"n_heads": 2},
-              "decoder": {"n_layers": 1, "d_model": 32, "n_heads": 2}},
-    "data": {"source": "synthetic", "context_len": 16, "text_len": 16, "n_symbols": 16, "val_examples": 16},
-    "train": {"batch_size": 8, "checkpoint_every": 5},
-}
-
-
-def mini_space(tmp_path, name="mini", storage=None, **overrides) -> Path:
-    spec = {"name": name, "base": MINI_BASE,
-            "axes": {"ratio": {"values": [4, 8]}, "pooling": {"values": ["mean", "attention"]}},
-            "constraints": ["(window - overlap) % ratio == 0"],
-            "objectives": [{"metric": "val/loss_compressed"}], "sampler": "grid", "budget": {"steps": 6},
-            "seeds": [0, 1], "n_trials": 4, **overrides}
-    if storage:
-        spec["storage"] = storage
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def test_sweep_stores_every_trial_with_provenance_and_resumes_as_the_same_study(tmp_path):
@@ -60,7 +40,7 @@ def test_sweep_stores_every_trial_with_provenance_and_resumes_as_the_same_study(
     trial = study.get_trials()[0]
     assert trial.user_attrs["config"]["model"]["ratio"] == trial.params["ratio"]
     assert done.config_hash.nunique() == 8  # no configuration trained twice
-    from trials.db import _frame_from_api  # the SQL fast path reads the same values as Optuna's API
+    from lclab.trials.db import _frame_from_api  # the SQL fast path reads the same values as Optuna's API
     api, _ = _frame_from_api(open_storage(storage_url(None, tmp_path / "lab")), ["mini"])
     fast = frame.drop(columns=["nuisance_best"]).rename(columns={"value": "value_0"})
     cols = ["number", "state", "value_0", "param.ratio", "param.pooling", "seed", "config_hash", "val/loss_compressed"]
@@ -151,8 +131,8 @@ def test_a_killed_worker_leaves_a_stale_trial_that_resumes_from_its_checkpoint(t
     path = mini_space(tmp_path, seeds=[0], budget={"steps": 400}, n_trials=1, base=base,
                       axes={"ratio": {"values": [4]}}, storage="lab.journal" if storage == "journal" else None)
     env = {**os.environ, "LCLAB_HEARTBEAT_S": "1", "LCLAB_GRACE_S": "3"}
-    code = ("import sys; from pathlib import Path; from search_space.space import load_space; "
-            "from search_space.sweep import run_sweep; run_sweep(load_space(sys.argv[1]), Path(sys.argv[2]))")
+    code = ("import sys; from pathlib import Path; from lclab.search_space.space import load_space; "
+            "from lclab.search_space.local import run_sweep; run_sweep(load_space(sys.argv[1]), Path(sys.argv[2]))")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path), str(tmp_path / "lab")], env=env, cwd=ROOT,
                             start_new_session=True)
     ckpt_dir = tmp_path / "lab" / "runs" / "mini"
@@ -272,7 +252,7 @@ def test_nsga2_sweeps_several_objectives(tmp_path):
 
 
 def test_stale_trials_are_retried_once_each_and_at_most_three_times_in_a_row(tmp_path):
-    from search_space.sweep import fail_and_retry
+    from lclab.search_space.recovery import fail_and_retry
 
     study = optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / "lab.journal")))
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})

@@ -10,9 +10,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from search_space.sweep import counts, eta_s
-from tests.search_space.test_sweep import MINI_BASE, mini_space
-from trials.db import load_frame, storage_url
+from lclab.search_space.study import counts, eta_s
+from lclab.testing import MINI_BASE, mini_space
+from lclab.trials.db import load_frame, storage_url
 
 ROOT = Path(__file__).parents[2]
 
@@ -100,8 +100,8 @@ def test_lclab_train_counts_steps_and_tokens_and_is_silent_about_srun(tmp_path):
 
 
 def test_a_fresh_sweep_with_four_workers_trains_its_warm_decoder_once(tmp_path, monkeypatch):
-    from search_space.space import load_space
-    from search_space.sweep import run_sweep
+    from lclab.search_space.space import load_space
+    from lclab.search_space.local import run_sweep
 
     monkeypatch.setenv("LCLAB_CACHE", str(tmp_path / "cache"))  # cold: spawned workers inherit it
     base = {**MINI_BASE, "train": {**MINI_BASE["train"], "decoder_init": "warm", "warm_steps": 30}}
@@ -118,7 +118,7 @@ def test_the_display_lists_running_trials_with_their_progress_and_the_warm_decod
     from rich.console import Console
 
     from lclab.cli import _running_table
-    from search_space.space import load_space
+    from lclab.search_space.space import load_space
 
     spec = load_space(mini_space(tmp_path, seeds=[0], budget={"steps": 2}))
     study = optuna.create_study()

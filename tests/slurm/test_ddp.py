@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from tests.search_space.test_sweep import MINI_BASE, mini_space
-from trials import config_from_dict, run_trial
-from trials.db import load_frame, storage_url
+from lclab.testing import MINI_BASE, mini_space
+from lclab.trials import config_from_dict, run_trial
+from lclab.trials.db import load_frame, storage_url
 
 ROOT = Path(__file__).parents[2]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models import ConfigError
-from slurm.profiles import load_profile
-from tests.search_space.test_sweep import mini_space
-from trials.db import load_frame, storage_url
+from lclab.errors import ConfigError
+from lclab.slurm.profiles import load_profile
+from lclab.testing import mini_space
+from lclab.trials.db import load_frame, storage_url
 
 ROOT = Path(__file__).parents[2]
 

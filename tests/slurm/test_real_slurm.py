@@ -13,14 +13,14 @@ import optuna
 import pytest
 import yaml
 
-from search_space.space import load_space
-from slurm.dispatch import submit
-from slurm.profiles import load_profile
-from tests.search_space.test_sweep import MINI_BASE, mini_space
+from lclab.search_space.space import load_space
+from lclab.slurm.dispatch import submit
+from lclab.slurm.profiles import load_profile
+from lclab.testing import MINI_BASE, mini_space
 from tests.slurm.test_ddp import ddp_sweep
 from tests.services import unavailable
-from trials import config_from_dict, run_trial
-from trials.db import load_frame, open_storage, storage_url
+from lclab.trials import config_from_dict, run_trial
+from lclab.trials.db import load_frame, open_storage, storage_url
 
 ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.slow

@@ -6,12 +6,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from models import ConfigError, SpecialTokens
+from lclab.errors import ConfigError
+from lclab.models import SpecialTokens
 from tests.conftest import small_trial
-from trials import run_trial
-from trials.corpus import load_corpus
-from trials.data import make_source
-from trials.synthetic import generate, layout
+from lclab.trials import run_trial
+from lclab.trials.corpus import load_corpus
+from lclab.trials.data import make_source
+from lclab.trials.synthetic import generate, layout
 
 
 @pytest.mark.parametrize("task", ["reconstruction", "span_recall", "kv_recall"])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trials import load_config, run_trial
+from lclab.trials import load_config, run_trial
 
 TINY = Path(__file__).parents[2] / "configs" / "trial" / "tiny.yaml"
 

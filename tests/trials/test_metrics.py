@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from trials.metrics import summarize
+from lclab.trials.metrics import summarize
 
 N = 64
 

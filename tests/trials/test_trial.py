@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from tests.conftest import small_trial
-from trials import budget_steps, run_trial
-from trials.metrics import masked_loss
-from trials.data import make_source
-from trials.run import QUALITY_PREFIXES, resolve_config
+from lclab.trials import budget_steps, run_trial
+from lclab.trials.metrics import masked_loss
+from lclab.trials.data import make_source
+from lclab.trials.run import QUALITY_PREFIXES, resolve_config
 
 
 def quality(metrics: dict) -> dict:
@@ -73,14 +73,14 @@ def test_budgets_convert_to_steps(tmp_path):
     cfg = small_trial(tmp_path, train={"budget_flops": 1e9})
     source = make_source(cfg.data)
     resolved = resolve_config(cfg, source)
-    from models import forward_flops
+    from lclab.models import forward_flops
     per_step = 3 * 8 * forward_flops(resolved.model, 16, 16)["total"]
     assert budget_steps(resolved) == math.ceil(1e9 / per_step)
 
 
 def test_overfits_a_fixed_batch(tmp_path):
     """Learning is real: continuation loss on one batch falls by more than half; reconstruction beats chance."""
-    from models import LCLM
+    from lclab.models import LCLM
 
     cfg = small_trial(tmp_path, model={"encoder": {"n_layers": 1, "d_model": 64, "n_heads": 2, "window": 16},
                                        "decoder": {"n_layers": 2, "d_model": 64, "n_heads": 2}})
@@ -116,7 +116,7 @@ def test_staged_schedule_freezes_components_until_their_stage(tmp_path):
 
 
 def test_warm_decoder_is_trained_once_and_reused(tmp_path, monkeypatch):
-    from trials.corpus import cache_dir
+    from lclab.trials.corpus import cache_dir
 
     monkeypatch.setenv("LCLAB_CACHE", str(tmp_path / "cache"))
     warm = {"decoder_init": "warm", "warm_steps": 6, "lr_decoder": 0.0}  # lr 0: the trial keeps the warm decoder
@@ -146,7 +146,7 @@ def test_an_unreadable_checkpoint_is_named_set_aside_and_the_trial_restarts(tmp_
 
 
 def test_checkpoints_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
-    from trials.checkpointing import AtomicCheckpointIO
+    from lclab.trials.checkpointing import AtomicCheckpointIO
 
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"global_step": 1, "w": torch.zeros(1000)}, path)
@@ -164,7 +164,7 @@ def test_checkpoints_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_peak_memory_is_measured_per_trial(tmp_path):
-    from trials.run import peak_memory_mb
+    from lclab.trials.run import peak_memory_mb
 
     big = torch.ones(512 * 2**20, dtype=torch.uint8) + 1  # 1 GB touched by this process before the trial
     del big

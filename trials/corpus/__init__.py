@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models import ConfigError, SpecialTokens
+from lclab.errors import ConfigError
+from lclab.models import SpecialTokens
 
 from ..config import DataConfig
 

@@ -1,19 +1,17 @@
 """Trial databases with a known generative model, written into a real Optuna storage exactly as a sweep
-stores its trials (params, seed, scientific key, resolved config, metrics, study space summary)."""
+stores its trials (params, seed, scientific key, resolved config, metrics, study space summary): the analysis
+must recover the planted truth."""
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
-from pathlib import Path
-
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 
-from trials import load_config
-
-ROOT = Path(__file__).parents[2]
+from . import MINI_BASE
 METRIC = "val/loss_compressed"
 LEVELS = {"pooling": ["mean", "attention"], "ratio": [4, 8, 16], "overlap": [0, 16]}
 BASE = {"pooling": "mean", "ratio": 4, "overlap": 0}
@@ -37,10 +35,12 @@ def planted_effects() -> dict:
 
 
 def _config(p: dict, seed: int, steps: int) -> dict:
-    cfg = load_config(ROOT / "configs/trial/tiny.yaml").to_dict()
+    from lclab.trials import config_from_dict
+
+    cfg = config_from_dict(copy.deepcopy(MINI_BASE)).to_dict()
     cfg["seed"] = seed
     cfg["model"]["pooling"], cfg["model"]["ratio"] = p["pooling"], p["ratio"]
-    cfg["model"]["encoder"].update(window=32, overlap=p["overlap"])
+    cfg["model"]["encoder"].update(window=32 + p["overlap"], overlap=p["overlap"])
     cfg["train"]["steps"] = steps
     return cfg
 

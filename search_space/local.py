@@ -1,0 +1,114 @@
+"""Local sweeps: worker processes on this machine share the study until it reaches its target; the parent
+watches them and tells the truth about how they ended."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from lclab.errors import DivergedError, SweepError
+from lclab.trials.db import GRACE_S, HEARTBEAT_S
+
+from .objective import Objective
+from .recovery import fail_stale
+from .space import Space, load_space
+from .study import ENUMERATED, StopAt, open_study, replicate_top, target_trials, unfinished
+
+
+def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
+              replicate: tuple[int, int] | None = None, on_note=None) -> optuna.Study:
+    """Run `workers` local processes against the study until it reaches its target; Ctrl-C stops them,
+    leaving running trials to be resumed from their checkpoints by the next run. `replicate` = (k, seeds)
+    first enqueues the best k configurations with that many new seeds.
+
+    The exit tells the truth: a worker killed from outside whose trial was then finished elsewhere is a note
+    (`on_note`), not a failure; a trial left RUNNING by a dead worker (a re-run inside the heartbeat grace) is waited
+    for until it can be resumed, and resumed; work still left at the end is a SweepError that says what and why."""
+    lab_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(space, lab_dir)
+    if replicate:
+        replicate_top(study, space, *replicate)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    died: list[str] = []
+    for attempt in range(2):  # a second round only for trials a dead worker left RUNNING
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
+        procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage))
+                 for log in logs]
+        _watch(procs, study, on_tick)
+        died += [_death(p, log) for p, log in zip(procs, logs) if p.exitcode != 0]
+        if attempt or not _wait_for_stale(study, on_tick, on_note):
+            break
+    left = unfinished(study, space)
+    if died and left:
+        raise SweepError(f"{'; '.join(died)}. {left} Fix the cause and run the same command to resume.")
+    if left:
+        raise SweepError(f"{left} Run the same command to resume.")
+    if died and on_note:
+        on_note(f"{'; '.join(died)}. Their trials were resumed from their checkpoints: every point is complete.")
+    return study
+
+
+def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None, storage: str | None = None) -> None:
+    import torch
+
+    if log:  # a worker's output (Lightning, tracebacks) goes to its own file, not over the live display
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+    torch.set_num_threads(threads)
+    space = load_space(space_path, storage)
+    study = open_study(space, Path(lab_dir), worker_seed=os.getpid())
+    stop = StopAt(target_trials(space, study), space.sampler["name"] in ENUMERATED)
+    if stop.reached(study):  # optimize() would start a trial before asking the callback
+        return
+    study.optimize(Objective(space, Path(lab_dir), log), callbacks=[stop], catch=(DivergedError,), gc_after_trial=True)
+
+
+def _watch(procs, study: optuna.Study, on_tick) -> None:
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            if on_tick:
+                on_tick(study)
+            time.sleep(1.0)
+    except KeyboardInterrupt:  # the workers got the same SIGINT: let them checkpoint and record their trials
+        for p in procs:
+            p.join(timeout=120)
+            if p.is_alive():
+                p.terminate()
+        raise
+    if on_tick:
+        on_tick(study)
+
+
+def _death(proc, log: str) -> str:
+    if proc.exitcode < 0:
+        return f"a worker was killed by signal {-proc.exitcode} (from outside, no traceback; its log: {log})"
+    return f"a worker exited with an error (its traceback is in {log})"
+
+
+def _wait_for_stale(study: optuna.Study, on_tick, on_note) -> bool:
+    """Trials left RUNNING with no worker of this run alive: a dead worker's (resumable once its heartbeat is stale,
+    within the grace) or another sweep's (its heartbeat stays fresh). Wait out the grace; True when retries are
+    queued to run."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not running:
+        return False
+    if on_note:
+        on_note(f"{len(running)} trial(s) RUNNING with no worker of this run alive: waiting up to {GRACE_S + 2 * HEARTBEAT_S} s "
+                "for a dead worker's heartbeat to go stale, then resuming them from their checkpoints")
+    deadline = time.time() + GRACE_S + 2 * HEARTBEAT_S
+    while time.time() < deadline and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fail_stale(study)
+        if on_tick:
+            on_tick(study)
+        time.sleep(1.0)
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))

@@ -1,0 +1,53 @@
+"""Preemption: Slurm's warning signals stop a training trial at a step boundary, checkpointed, for the requeued
+job to resume as the same Optuna trial."""
+from __future__ import annotations
+
+import signal
+
+import lightning as L
+
+
+class Preempted(Exception):
+    """The worker was asked to stop (Slurm preemption or time limit): the trial checkpointed at a step
+    boundary and stays RUNNING, for the requeued job to resume as the same Optuna trial."""
+
+
+class StopRequest(L.Callback):
+    """While a trial trains, SIGTERM and SIGUSR2 (Slurm's preemption and time-limit warnings) only request a stop:
+    the trial stops at the next step boundary, where its state is consistent, and saves its checkpoint
+    (SaveOnInterrupt reacts to the KeyboardInterrupt). Outside training the worker's own handlers apply.
+    Lightning's SIGTERM handling would instead end the trial without a checkpoint. Only USR2 (submitit's warning)
+    asks the worker to requeue its job: SIGTERM comes from scancel, or from Slurm's own preemption, which
+    requeues by itself."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+    def __init__(self):
+        self.requested = False
+        # the signals this process got, as a set: Slurm may deliver SIGTERM and USR2 in either order
+        # (under DDP a rank may also stop on another rank's signal and get none itself)
+        self.received: set[int] = set()
+        self._previous: dict = {}
+
+    def _request(self, signum, frame):
+        self.requested = True
+        self.received.add(signum)
+
+    def on_train_start(self, trainer, module):
+        self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self._request)
+
+    def on_train_end(self, trainer, module):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def on_exception(self, trainer, module, exception):
+        self.on_train_end(trainer, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        # under DDP a signal may reach one rank a step before another: all stop once any of them has it
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            self.requested = True
+            raise KeyboardInterrupt
