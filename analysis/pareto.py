@@ -8,7 +8,7 @@ import pandas as pd
 COSTS = {
     "param.ratio": "compression ratio (higher = shorter decoder input)",
     "flops_per_token/encoder": "encoder FLOPs / token",
-    "flops_per_token/total": "prefill FLOPs / token (analytic)",
+    "flops_per_token/total": "forward FLOPs / token: encoder, adapter, decoder over latents + text, LM head (analytic)",
     "params/total": "parameters",
     "sys/peak_mem_mb": "peak memory (MB)",
 }

@@ -92,7 +92,8 @@ def paired_effect(deltas, strata=None, seed: int = 0) -> Estimate:
 
 
 def difference(a, b, seed: int = 0) -> Estimate:
-    """mean(a) - mean(b) for independent groups: stratified bootstrap CI and Welch's t-test."""
+    """mean(a) - mean(b) for two independent groups: a two-sample bootstrap (each group resampled on its own),
+    widened for small samples as `_wider` does, and Welch's t-test."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     value = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:

@@ -78,6 +78,28 @@ def train(
 
 
 @app.command()
+@user_errors
+def parts(plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="a plugin file or module to load first "
+                                                                          "(repeatable), as a config's plugins: would")):
+    """Every registered part, by design axis: its name, what it is, and where it comes from (lclab or a plugin)."""
+    from lclab.models import ADAPTERS, BACKENDS, MODES, POOLINGS
+    from lclab.plugins import load_plugins, resolve_plugin_paths
+    from lclab.search_space.registry import PRUNERS, SAMPLERS
+    from lclab.trials import TASKS
+
+    load_plugins(resolve_plugin_paths(list(plugin or []), Path.cwd()), "--plugin")
+    for registry in (POOLINGS, ADAPTERS, BACKENDS, MODES, TASKS, SAMPLERS, PRUNERS):
+        table = Table(title=f"{registry.kind} (config field {registry.field})", title_justify="left")
+        for col in ("name", "what it is", "from"):
+            table.add_column(col)
+        for name, _ in registry.items():
+            table.add_row(name, escape(registry.description(name)), escape(registry.origin(name)))
+        console.print(table)
+    console.print("Add your own: a plugin file registering a subclass (README: Add your own design axis), named in a "
+                  "config's or space's plugins:, or an installed package's entry point in the group lclab.<kind>.")
+
+
+@app.command()
 def version():
     """Print the lclab version."""
     from lclab import __version__

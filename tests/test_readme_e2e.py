@@ -36,8 +36,8 @@ def test_the_readme_main_command_from_a_fresh_clone(tmp_path):
     assert ratio["grade"] in ("high", "medium") and ratio["details"]["better"] is False and ratio["effect"] < -0.1, ratio
     assert "train it: lclab train reports/quickstart/recipe.yaml" in (report / "recipe.yaml").read_text()
 
-    def venv(*command):
-        return subprocess.run(["bash", "-c", ". .venv/bin/activate && " + " ".join(command)], cwd=clone, env=env,
+    def venv(*command, cwd=clone):
+        return subprocess.run(["bash", "-c", f". {clone}/.venv/bin/activate && " + " ".join(command)], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=600)
 
     parquet = venv("lclab", "trials", "quickstart", "--format", "parquet", "-o", "q.parquet")
@@ -45,3 +45,16 @@ def test_the_readme_main_command_from_a_fresh_clone(tmp_path):
     # the plain install has no PostgreSQL driver: the message names the extra that brings it
     driver = venv("lclab", "studies", "--storage", "postgresql://lclab@127.0.0.1:1/lab")
     assert driver.returncode == 2 and "lclab[postgres]" in driver.stderr and "Traceback" not in driver.stderr, driver.stderr
+
+    # from a project of the user's own that has a `models/` package (most ML repositories do): lclab still trains,
+    # and `import models` is still the user's package
+    user = tmp_path / "myproject"
+    (user / "models").mkdir(parents=True)
+    (user / "models" / "__init__.py").write_text("WHO = 'mine'\n")
+    own = venv("python", "-c", "'import models, lclab.models; assert models.WHO == \"mine\", models.__file__'", cwd=user)
+    assert own.returncode == 0, own.stderr[-2000:]
+    train = venv("lclab", "train", str(clone / "configs/trial/tiny.yaml"), "--set", "train.steps=3", "--set",
+                 "train.decoder_init=scratch", "--set", "data.val_examples=32", "--set", "progress=false", "--output-dir",
+                 "runs", cwd=user)
+    assert train.returncode == 0 and "val/loss_compressed" in train.stdout, train.stderr[-2000:]
+    assert list((user / "runs").glob("tiny-*/metrics.json"))

@@ -7,8 +7,8 @@
 #   slurm/local_cluster/up.sh [STATE]     then: export SLURM_CONF=STATE/slurm.conf
 #   slurm/local_cluster/down.sh [STATE]
 #
-# Settings follow measured facts (../shared/notes/real-services.md): cred_expire=5 makes a requeued job restart
-# in ~7 s; fast scheduling; EnforcePartLimits=ALL so impossible requests fail at submission.
+# Settings, each measured on this setup: cred_expire=5 makes a requeued job restart in ~7 s (the default waits
+# minutes); fast scheduling; EnforcePartLimits=ALL so impossible requests fail at submission, not in the queue.
 set -euo pipefail
 STATE=$(realpath -m "${1:-${LCLAB_SLURM_STATE:-/tmp/lclab-slurm}}")
 CLUSTER=lclab

@@ -1,0 +1,140 @@
+"""A researcher's own parts, from a file outside lclab (tests/plugins/my_parts.py): swept by local workers and by
+submitit workers, recorded with their origin and content hash, named in the report; and refused clearly when
+broken, missing or taking a name already registered. Installed packages register through entry points."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lclab.search_space.local import run_sweep
+from lclab.search_space.space import load_space
+from lclab.testing import MINI_BASE, mini_space
+from lclab.trials.db import load_frame, storage_url
+
+ROOT = Path(__file__).parents[1]
+PLUGIN = ROOT / "tests" / "plugins" / "my_parts.py"
+AXES = {"pooling": {"values": ["mean", "softmax_gate"]}, "adapter": {"values": ["mlp", "linear"]}}
+
+
+def lclab(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "lclab", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "250"}, timeout=900)
+
+
+def plugin_space(tmp_path: Path) -> Path:
+    """The plugin copied beside the space and named relative to it, as a researcher keeps their own code."""
+    (tmp_path / "mycode").mkdir()
+    shutil.copy(PLUGIN, tmp_path / "mycode" / "my_parts.py")
+    return mini_space(tmp_path, axes=AXES, plugins=["mycode/my_parts.py"], seeds=[0], budget={"steps": 4})
+
+
+def test_plugin_parts_sweep_on_local_workers_with_provenance_and_the_report_names_them(tmp_path):
+    space = load_space(plugin_space(tmp_path))
+    run_sweep(space, tmp_path / "lab", workers=2)  # spawned workers load the plugin from the space they read
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert (frame.state == "COMPLETE").sum() == 4 and set(frame["param.pooling"]) == {"mean", "softmax_gate"}
+    path = str((tmp_path / "mycode" / "my_parts.py").resolve())
+    assert frame[f"plugins.{path}"].nunique() == 1 and len(frame[f"plugins.{path}"].iloc[0]) == 16  # its sha256
+    assert path in frame["parts.model.pooling=softmax_gate"].dropna().iloc[0]
+    assert path in frame["parts.model.adapter.kind=linear"].dropna().iloc[0]
+    r = lclab("report", "mini", "-o", tmp_path / "report", "--lab", tmp_path / "lab")
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "softmax_gate" in md and "A learned score per token" in md and f"plugins: {path}" in md
+
+
+def test_plugin_parts_sweep_through_submitit_workers(tmp_path):
+    r = lclab("sweep", plugin_space(tmp_path), "--cluster", "local", "--jobs", 1, "--threads", 1, "--lab", tmp_path / "lab")
+    assert r.returncode == 0, r.stderr[-2000:]
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert (frame.state == "COMPLETE").sum() == 4 and frame.slurm_job.notna().all()
+
+
+def trial_config(tmp_path: Path, plugin_source: str | None, **model) -> Path:
+    data = {**MINI_BASE, "output_dir": str(tmp_path / "runs"), "train": {**MINI_BASE["train"], "steps": 2},
+            "model": {**MINI_BASE["model"], **model}}
+    if plugin_source is not None:
+        (tmp_path / "plugin.py").write_text(textwrap.dedent(plugin_source))
+        data["plugins"] = ["plugin.py"]
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("source,message", [
+    ("import nonexistent_package_xyz\n", "plugin {path} failed to import: ModuleNotFoundError"),
+    ("raise RuntimeError('half written')\n", "plugin {path} failed to import: RuntimeError: half written"),
+    ("""
+     from lclab.models import POOLINGS, Pooling
+
+     @POOLINGS.register("mean")
+     class Mine(Pooling):
+         '''Not the mean.'''
+     """, "pooling 'mean' from {path} is already registered by lclab.models.pooling"),
+    (None, "plugin file {path} does not exist"),
+])
+def test_a_broken_missing_or_clashing_plugin_is_one_clear_error(tmp_path, source, message):
+    cfg = trial_config(tmp_path, source)
+    if source is None:
+        cfg.write_text(cfg.read_text() + "plugins: [plugin.py]\n")
+    r = lclab("train", cfg)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert message.format(path=tmp_path / "plugin.py") in " ".join(r.stderr.split()), r.stderr
+    assert str(cfg) in r.stderr  # the config that named it
+
+
+def test_a_broken_plugin_in_a_space_names_the_space_line(tmp_path):
+    (tmp_path / "bad.py").write_text("1 / 0\n")
+    space = mini_space(tmp_path, plugins=["bad.py"])
+    r = lclab("sweep", space, "--lab", tmp_path / "lab")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{space}:" in r.stderr and "ZeroDivisionError" in r.stderr and not (tmp_path / "lab" / "lab.db").exists()
+
+
+def test_plugin_options_are_validated_by_the_plugin_and_its_code_enters_the_config_hash(tmp_path):
+    source = PLUGIN.read_text()
+    cfg = trial_config(tmp_path, source, pooling="softmax_gate", pooling_options={"temprature": 2.0})
+    r = lclab("train", cfg)
+    assert r.returncode == 2 and "model.pooling_options.temprature" in r.stderr and "temperature" in r.stderr
+    cfg = trial_config(tmp_path, source, pooling="softmax_gate", pooling_options={"temperature": 2.0})
+    code = "import sys; from lclab.trials import load_config; print(load_config(sys.argv[1]).hash())"
+    hashes = []
+    for text in (source, source + "\n# edited\n"):
+        (tmp_path / "plugin.py").write_text(text)
+        hashes.append(subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, check=True).stdout)
+    assert hashes[0] != hashes[1]  # changed plugin code: a different configuration, never deduplicated with the old
+    r = lclab("train", cfg)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads(next((tmp_path / "runs").glob("*/metrics.json")).read_text())
+    assert metrics["params/encoder"] > 0 and "val/loss_compressed" in metrics
+
+
+def test_an_installed_package_registers_through_entry_points(tmp_path):
+    site = tmp_path / "site"
+    dist = site / "lclab_demo_parts-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: lclab-demo-parts\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[lclab.pooling]\nfirst = demo_parts:FirstPooling\n")
+    (site / "demo_parts.py").write_text(textwrap.dedent('''
+        from lclab.models import Pooling
+
+        class FirstPooling(Pooling):
+            """State of the group's first token."""
+
+            def forward(self, states, valid):
+                return self.groups(states, valid)[0][:, :, 0]
+    '''))
+    code = ("import torch; from lclab.models import LCLM, POOLINGS, ModelConfig; "
+            "print(POOLINGS.origin('first')); "
+            "print(tuple(LCLM(ModelConfig(vocab_size=64, pooling='first')).encoder(torch.randint(8, 64, (2, 30))).shape))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["entry point 'first = demo_parts:FirstPooling' of package lclab-demo-parts",
+                                          "(2, 8, 128)"]
