@@ -3,7 +3,6 @@ submitit workers, recorded with their origin and content hash, named in the repo
 broken, missing or taking a name already registered. Installed packages register through entry points."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -28,10 +27,9 @@ def lclab(*args, cwd=ROOT):
 
 
 def plugin_space(tmp_path: Path) -> Path:
-    """The plugin copied beside the space and named relative to it, as a researcher keeps their own code."""
-    (tmp_path / "mycode").mkdir()
-    shutil.copy(PLUGIN, tmp_path / "mycode" / "my_parts.py")
-    return mini_space(tmp_path, axes=AXES, plugins=["mycode/my_parts.py"], seeds=[0], budget={"steps": 4})
+    """The plugin named relative to the space, as a researcher names their own code. (The same file, not a copy: this
+    test process may have loaded it already, and a copy would register its names a second time, which is refused.)"""
+    return mini_space(tmp_path, axes=AXES, plugins=[os.path.relpath(PLUGIN, tmp_path)], seeds=[0], budget={"steps": 4})
 
 
 def test_plugin_parts_sweep_on_local_workers_with_provenance_and_the_report_names_them(tmp_path):
@@ -39,7 +37,7 @@ def test_plugin_parts_sweep_on_local_workers_with_provenance_and_the_report_name
     run_sweep(space, tmp_path / "lab", workers=2)  # spawned workers load the plugin from the space they read
     frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
     assert (frame.state == "COMPLETE").sum() == 4 and set(frame["param.pooling"]) == {"mean", "softmax_gate"}
-    path = str((tmp_path / "mycode" / "my_parts.py").resolve())
+    path = str(PLUGIN.resolve())
     assert frame[f"plugins.{path}"].nunique() == 1 and len(frame[f"plugins.{path}"].iloc[0]) == 16  # its sha256
     assert path in frame["parts.model.pooling=softmax_gate"].dropna().iloc[0]
     assert path in frame["parts.model.adapter.kind=linear"].dropna().iloc[0]
