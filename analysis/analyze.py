@@ -92,6 +92,10 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
     # grids and ablations are built to be matched: there an unmatched pool would only mix other axes' levels in
     effects = fx.axis_effects(df, axes, info.base_point, matched_only=info.sampler in ("grid", "ablation")) if axes else []
     noise = fx.seed_noise(df)
+    if not info.made_by_lclab(rows):
+        notes.append("The trials store no lclab trial config (the study was not made by lclab, e.g. a plain Optuna or "
+                     "Hydra sweep): effects, importance and claims come from its parameters and values; no recipe is "
+                     "written, as there is no config to train.")
     if noise.configs == 0:
         notes.append("No configuration was run with more than one seed: seed noise is unknown "
                      "(use `lclab sweep --replicate-top K --seeds S`); intervals rest on the spread across configurations.")

@@ -30,6 +30,11 @@ class StudyInfo:
     def maximize(self, i: int = 0) -> bool:
         return self.directions[i] == "maximize"
 
+    @staticmethod
+    def made_by_lclab(rows) -> bool:
+        """Whether a study's trials (its rows of the frame) store lclab trial configs, or came from plain Optuna."""
+        return "config_hash" in rows and bool(rows["config_hash"].notna().any())
+
 
 @dataclass
 class Lab:
@@ -56,10 +61,10 @@ def load(storage: str, studies: list[str] | None = None) -> Lab:
     return Lab(redact(storage), frame, {name: _info(store, name, frame) for name in names}, store)
 
 
-def trial_config(lab: Lab, study: str, number: int) -> dict:
-    """The fully resolved trial config stored with a trial."""
+def trial_config(lab: Lab, study: str, number: int) -> dict | None:
+    """The fully resolved trial config stored with a trial; None for a study lclab did not make (plain Optuna)."""
     trials = lab.store.get_all_trials(lab.store.get_study_id_from_name(study), deepcopy=False)
-    return next(t.user_attrs["config"] for t in trials if t.number == number)
+    return next(t.user_attrs.get("config") for t in trials if t.number == number)
 
 
 def _info(store, name: str, frame) -> StudyInfo:

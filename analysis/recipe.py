@@ -51,7 +51,10 @@ def recipes(lab: Lab, study: str, df: pd.DataFrame, axes: list[str], maximize: b
         chosen = json.loads(best.name) if str(best.name).startswith("{") else {}
         best_rows = sub[sub.config == best.name]
         number = int(best_rows.loc[best_rows.y.idxmax() if maximize else best_rows.y.idxmin(), "number"])
-        config = {k: v for k, v in trial_config(lab, study, number).items() if k not in DROP}
+        stored = trial_config(lab, study, number)
+        if stored is None:  # not an lclab trial: nothing trainable to recommend (the report says so)
+            continue
+        config = {k: v for k, v in stored.items() if k not in DROP}
         config["name"] = f"recipe_{study}" + (f"_r{ratio}" if ratio is not None else "")
         out.append(Recipe(ratio, config, float(best.y), int(best.seeds), number,
                           _evidence(sub, chosen, [a for a in axes if a != "ratio"], maximize)))

@@ -164,7 +164,8 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
         blocks.append(("p", "Not drawn, because they cannot show a trade-off: " + "; ".join(a.fronts_skipped.values()) + "."))
     blocks.append(("h", 3, "Recipe"))
     if not a.recipes:
-        blocks.append(("p", "No recipe: no configuration has a trial that learned."))
+        blocks.append(("p", "No recipe: no configuration has a trial that learned." if a.info.made_by_lclab(
+            lab.frame[lab.frame.study == name]) else "No recipe: the trials store no trial config to train (see the notes)."))
     for r in a.recipes:
         blocks.append(("code", r.yaml([f"study {name}" + (f", ratio {r.ratio}" if r.ratio is not None else "")])))
     return blocks

@@ -120,3 +120,20 @@ def test_report_on_a_real_sweep(tmp_path):
     assert principles["claims"] and all(c["n"] > 0 for c in principles["claims"])
     cfg = load_config(tmp_path / "rep" / "recipe.yaml")
     assert cfg.model.ratio in (4, 8) and cfg.model.pooling in ("mean", "attention")
+
+
+def test_a_plain_optuna_study_gets_a_report_without_a_recipe(tmp_path):
+    """A study lclab did not make (e.g. a Hydra Optuna sweep): no configs, no seeds; its parameters and values still
+    give importance and effects, and the report says why there is no recipe."""
+    study = optuna.create_study(study_name="hydra", storage=f"sqlite:///{tmp_path}/lab.db")
+    for i in range(24):
+        opt, width = ("adam", "sgd")[i % 2], (64, 128, 256)[i % 3]
+        study.add_trial(optuna.trial.create_trial(
+            params={"opt": opt, "width": width}, value=(0.5 if opt == "adam" else 0.8) + 0.001 * (i % 5),
+            distributions={"opt": optuna.distributions.CategoricalDistribution(["adam", "sgd"]),
+                           "width": optuna.distributions.CategoricalDistribution([64, 128, 256])}))
+    r = lclab("report", "hydra", "-o", tmp_path / "report", "--lab", tmp_path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "not made by lclab" in md and "No recipe: the trials store no trial config" in md
+    assert "opt" in md and "width" in md and not (tmp_path / "report" / "recipe.yaml").exists()
