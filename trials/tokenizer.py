@@ -7,6 +7,8 @@ from typing import Iterable
 
 from lclab.models import SpecialTokens
 
+from .corpus import build_once
+
 
 class ByteTokenizer:
     """UTF-8 bytes shifted past the special tokens: needs no training and no files."""
@@ -31,8 +33,7 @@ class BPETokenizer:
 
     @classmethod
     def train_or_load(cls, texts: Iterable[str], vocab_size: int, corpus_fingerprint: str, cache_dir: Path) -> "BPETokenizer":
-        path = cache_dir / "tokenizers" / f"bpe-{vocab_size}-{corpus_fingerprint}.json"
-        if not path.exists():
+        def train(tmp: Path) -> None:
             from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
             tok = Tokenizer(models.BPE())
@@ -41,11 +42,10 @@ class BPETokenizer:
             trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SpecialTokens.NAMES),
                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
             tok.train_from_iterator(texts, trainer=trainer)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
             tok.save(str(tmp))
-            tmp.replace(path)  # atomic: concurrent trials never read a half-written tokenizer
-        return cls(path)
+
+        # trained once by whichever concurrent worker gets there first; the others wait and load it
+        return cls(build_once(cache_dir / "tokenizers" / f"bpe-{vocab_size}-{corpus_fingerprint}.json", train))
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]

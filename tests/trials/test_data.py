@@ -94,3 +94,35 @@ def test_missing_data_file_names_the_field(tmp_path):
     d = small_trial(tmp_path, data={"source": "files", "path": [str(tmp_path / "missing.jsonl")]}).data
     with pytest.raises(ConfigError, match="data.path.*not found"):
         make_source(d)
+
+
+TRAIN_ONE = """
+import sys, time
+from pathlib import Path
+import tokenizers
+from lclab.trials.tokenizer import BPETokenizer
+
+real = tokenizers.Tokenizer.train_from_iterator
+def counted(self, *a, **kw):  # every training leaves a line in the shared log
+    with open(sys.argv[2], "a") as log:
+        log.write("trained\\n")
+    time.sleep(1.0)  # hold the build long enough for the other workers to arrive
+    return real(self, *a, **kw)
+tokenizers.Tokenizer.train_from_iterator = counted
+tok = BPETokenizer.train_or_load(["a b c d e f g"] * 200, 300, "shared", Path(sys.argv[1]))
+print(tok.fingerprint)
+"""
+
+
+def test_four_workers_on_a_cold_cache_train_the_tokenizer_once(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "trainings.log"
+    procs = [subprocess.Popen([sys.executable, "-c", TRAIN_ONE, str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-1000:] for o in outs]
+    assert log.read_text().count("trained") == 1  # without the lock each cold worker trains its own
+    assert len({o[0] for o in outs}) == 1  # and all load the same file
+    assert not list((tmp_path / "cache").rglob("*.tmp"))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from lclab.errors import ConfigError
 from lclab.models import SpecialTokens
@@ -17,6 +18,23 @@ from ..config import DataConfig
 
 EMBEDDED = Path(__file__).with_name("stdlib_docstrings.jsonl.gz")
 LOADERS = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".gz": "json"}
+
+
+def build_once(path: Path, write) -> Path:
+    """A cache file built once across concurrent workers: under `path`'s file lock, if it is still missing, `write`
+    builds it at a temporary name unique to this process, renamed over `path` (readers never see half a file); the
+    others wait for the lock and find it built."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(f"{path}.lock"):
+            if not path.exists():
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                try:
+                    write(tmp)
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+    return path
 
 
 def cache_dir() -> Path:
@@ -89,10 +107,6 @@ def token_shard(texts: list[str], tokenizer, key: str) -> np.ndarray:
     """All documents tokenized and joined by <eos>, cached as a memory-mapped file under `key`."""
     path = cache_dir() / "shards" / f"{key}.bin"
     dtype = np.uint16 if tokenizer.vocab_size < 2**16 else np.uint32
-    if not path.exists():
-        ids = np.fromiter((i for doc in tokenizer.encode_batch(texts) for i in (*doc, SpecialTokens.EOS)), dtype=dtype)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        ids.tofile(tmp)
-        tmp.replace(path)
+    build_once(path, lambda tmp: np.fromiter((i for doc in tokenizer.encode_batch(texts) for i in (*doc, SpecialTokens.EOS)),
+                                             dtype=dtype).tofile(tmp))
     return np.memmap(path, dtype=dtype, mode="r")
