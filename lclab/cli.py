@@ -122,6 +122,8 @@ def sweep(
     jobs: int = typer.Option(1, help="with --cluster: workers in the job array"),
     threads: int = typer.Option(0, help="with --cluster: CPU threads per worker (0: the profile's cpus_per_task)"),
     wait: bool = typer.Option(False, help="with --cluster slurm: follow the sweep until it is done"),
+    retry_failed: bool = typer.Option(False, help="queue again every grid/ablation point whose trials crashed, even "
+                                                  "past the retry cap (once the cause is fixed)"),
 ):
     """Run (or continue) a sweep over a design space until it reaches n_trials."""
     from rich.console import Group
@@ -133,7 +135,7 @@ def sweep(
 
     spec = load_space(space, storage)
     if cluster:
-        _cluster_sweep(spec, lab, cluster, jobs, threads, wait)
+        _cluster_sweep(spec, lab, cluster, jobs, threads, wait, retry_failed)
         return
     started = time.time()
 
@@ -153,7 +155,7 @@ def sweep(
     with Live(console=console, refresh_per_second=1) as live:
         try:
             study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)),
-                              replicate=(replicate_top, seeds) if replicate_top else None,
+                              replicate=(replicate_top, seeds) if replicate_top else None, retry_failed=retry_failed,
                               on_note=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False))
         except KeyboardInterrupt:
             errors.print("interrupted: completed trials are stored; run the same command to resume.")
@@ -162,7 +164,7 @@ def sweep(
                                 f"sweep {spec.name}"))
 
 
-def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait: bool) -> None:
+def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait: bool, retry_failed: bool) -> None:
     from optuna.trial import TrialState
 
     from lclab.search_space.recovery import fail_stale
@@ -171,7 +173,7 @@ def _cluster_sweep(spec, lab: Path, cluster: str, jobs: int, threads: int, wait:
     from lclab.slurm.profiles import load_profile
 
     profile = load_profile(cluster)
-    submitted = submit(spec, lab, profile, jobs, threads or profile.cpus_per_task)
+    submitted = submit(spec, lab, profile, jobs, threads or profile.cpus_per_task, retry_failed)
     console.print(f"submitted {len(submitted)} workers ({profile.executor}): {', '.join(j.job_id for j in submitted)}")
     if profile.executor == "slurm" and not wait:
         console.print(f"watch: lclab jobs {spec.name} --lab {lab}    cancel: lclab cancel {spec.name} --lab {lab}")

@@ -16,20 +16,24 @@ from lclab.trials.db import GRACE_S, HEARTBEAT_S
 from .objective import Objective
 from .recovery import fail_stale
 from .space import Space, load_space
-from .study import ENUMERATED, StopAt, open_study, replicate_top, target_trials, unfinished
+from .study import ENUMERATED, StopAt, open_study, replicate_top, requeue_crashed, target_trials, unfinished
 
 
 def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
-              replicate: tuple[int, int] | None = None, on_note=None) -> optuna.Study:
+              replicate: tuple[int, int] | None = None, on_note=None, retry_failed: bool = False) -> optuna.Study:
     """Run `workers` local processes against the study until it reaches its target; Ctrl-C stops them,
     leaving running trials to be resumed from their checkpoints by the next run. `replicate` = (k, seeds)
-    first enqueues the best k configurations with that many new seeds.
+    first enqueues the best k configurations with that many new seeds. Points whose trials crashed are queued again
+    (`requeue_crashed`; beyond the retry cap only with `retry_failed`).
 
     The exit tells the truth: a worker killed from outside whose trial was then finished elsewhere is a note
     (`on_note`), not a failure; a trial left RUNNING by a dead worker (a re-run inside the heartbeat grace) is waited
     for until it can be resumed, and resumed; work still left at the end is a SweepError that says what and why."""
     lab_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(space, lab_dir)
+    requeued = requeue_crashed(study, space, retry_failed)
+    if requeued and on_note:
+        on_note(f"{requeued} point(s) whose trials crashed are queued again")
     if replicate:
         replicate_top(study, space, *replicate)
     threads = max(1, (os.cpu_count() or 1) // workers)

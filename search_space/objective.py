@@ -20,10 +20,12 @@ from lclab.plugins import plugin_hash
 from lclab.trials import TrialConfig, budget_steps, run_trial
 from lclab.trials.callbacks import PruningReporter
 from lclab.trials.distributed import device_name
+from lclab.trials.optuna_internals import storage_of, trial_id
 
+from .pruning import Pruning
 from .recovery import enqueue_retry, journal_heartbeat
 from .space import Axis, Space
-from .study import ENUMERATED
+from .study import ENUMERATED, diverged
 
 
 @functools.cache  # the code a worker runs is what it imported at start: ask git once per process, not per trial
@@ -73,7 +75,8 @@ class Objective:
             trial.set_user_attr("infeasible", f"{err.field}: {err.problem}")
             raise optuna.TrialPruned("infeasible")
         cfg.output_dir, cfg.progress = str(self.lab_dir / "runs" / space.name), False
-        if space.pruner["name"] != "none" and not cfg.train.val_every:
+        pruning = Pruning(space)
+        if pruning.active and not cfg.train.val_every:
             cfg.train.val_every = max(1, budget_steps(cfg) // 4)  # the pruner needs intermediate values
         config_hash = cfg.hash()  # the stored config below is the one that runs
         retried = "retry_of" in trial.user_attrs or "config_hash" in trial.user_attrs  # before we set it below
@@ -96,6 +99,7 @@ class Objective:
         if done is not None and done.state == TrialState.FAIL:  # known to diverge: do not train it again
             trial.set_user_attr("duplicate_of", done.number)
             trial.set_user_attr("fail_reason", done.user_attrs["fail_reason"])
+            trial.set_user_attr("diverged", True)
             raise DivergedError(f"same configuration as diverged trial {done.number}")
         if done is not None:  # same config and seed already trained: reuse, do not train twice
             trial.set_user_attr("duplicate_of", done.number)
@@ -105,24 +109,28 @@ class Objective:
             self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
         callbacks = [self.stop] if self.stop else []
-        if space.pruner["name"] != "none":
+        if pruning.active:
             tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
-            callbacks.append(PruningReporter(trial, metric, tokens_per_step))
+            callbacks.append(PruningReporter(pruning.judge(trial), tokens_per_step))
         if self.announce is not None:
-            self.announce(cfg, space.pruner["name"] != "none")
+            self.announce(cfg, pruning.active)
         try:
-            with journal_heartbeat(trial.study, trial._trial_id):  # resume: a retried trial continues its checkpoint
+            with journal_heartbeat(trial.study, trial):  # resume: a retried trial continues its checkpoint
                 result = run_trial(cfg, resume=True, callbacks=callbacks, on_progress=progress_sink(trial, metric))
         except DivergedError as err:
             trial.set_user_attr("fail_reason", str(err))
+            trial.set_user_attr("diverged", True)
             raise
         except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit after checkpointing
             if self.stop is not None:  # a cluster worker: its job is being requeued, the trial stays RUNNING for it
                 trial.set_user_attr("preempted", trial.user_attrs.get("preempted", 0) + 1)
                 raise
             trial.set_user_attr("interrupted", True)
-            enqueue_retry(trial.study, trial.study._storage.get_trial(trial._trial_id), count=False)
+            enqueue_retry(trial.study, storage_of(trial.study).get_trial(trial_id(trial)), count=False)
             raise KeyboardInterrupt from None  # Optuna records the trial as failed; the retry resumes its checkpoint
+        except Exception as err:  # a crash (bad data, a bug): failed with its reason; a re-run queues the point again
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
+            raise
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("run_dir", str(result.run_dir))
@@ -148,7 +156,7 @@ class Objective:
         """An earlier trial that settled this exact configuration and seed (completed or diverged)."""
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             if (t.number != number and t.user_attrs.get("config_hash") == config_hash and "duplicate_of" not in t.user_attrs
-                    and (t.state == TrialState.COMPLETE or "fail_reason" in t.user_attrs)):
+                    and (t.state == TrialState.COMPLETE or diverged(t))):
                 return t
         return None
 

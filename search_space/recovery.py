@@ -13,22 +13,25 @@ import optuna
 from optuna.trial import TrialState
 
 from lclab.trials.db import GRACE_S, HEARTBEAT_S, MAX_RETRIES
+from lclab.trials.optuna_internals import storage_of, trial_id
 
 FOLLOWER_KEYS = ("seed", "replica_of", "nuisance_of")  # what makes an enqueued trial the same job again
+KEPT_BY_RETRIES = ("intermediate", "rungs")  # multi-objective pruning's bookkeeping (lclab.search_space.pruning)
 
 
 @contextlib.contextmanager
-def journal_heartbeat(study: optuna.Study, trial_id: int):
+def journal_heartbeat(study: optuna.Study, trial):
     """Optuna's journal storage has no heartbeat: beat in a user attribute instead, so that `fail_stale` can
     retry the trial of a worker killed without warning, as Optuna does itself on SQL storages."""
-    if not isinstance(study._storage, optuna.storages.JournalStorage):
+    storage = storage_of(study)
+    if not isinstance(storage, optuna.storages.JournalStorage):
         yield
         return
     done = threading.Event()
 
     def beat():
         while True:
-            study._storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+            storage.set_trial_user_attr(trial_id(trial), "heartbeat", time.time())
             if done.wait(HEARTBEAT_S):
                 return
 
@@ -45,7 +48,7 @@ def fail_stale(study: optuna.Study) -> None:
     """Fail the trials of dead workers and queue their retries (keeping intermediate values): Optuna's own
     heartbeat on SQL storages, the user-attribute heartbeat on journal files."""
     optuna.storages.fail_stale_trials(study)
-    if not isinstance(study._storage, optuna.storages.JournalStorage):
+    if not isinstance(storage_of(study), optuna.storages.JournalStorage):
         return
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if time.time() - t.user_attrs.get("heartbeat", time.time()) > GRACE_S:
@@ -59,12 +62,12 @@ def fail_and_retry(study: optuna.Study, trial, reason: str) -> None:
     the one that loses the race to fail it leaves it alone, as Optuna's own `fail_stale_trials` does."""
     gave_up = int(trial.user_attrs.get("retries", 0)) >= MAX_RETRIES
     try:
-        study._storage.set_trial_user_attr(trial._trial_id, reason, True)
+        storage_of(study).set_trial_user_attr(trial_id(trial), reason, True)
         if gave_up:
-            study._storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason",
+            storage_of(study).set_trial_user_attr(trial_id(trial), "gave_up", True)
+            storage_of(study).set_trial_user_attr(trial_id(trial), "fail_reason",
                                                f"{reason}: its worker died {MAX_RETRIES + 1} times in a row; not retried again")
-        failed = study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        failed = storage_of(study).set_trial_state_values(trial_id(trial), TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return
     if failed and not gave_up:
@@ -75,7 +78,7 @@ def enqueue_retry(study: optuna.Study, trial, count: bool = True) -> None:
     """Queue the same configuration again, keeping the trial's intermediate values: the retry resumes the
     run's last checkpoint (same config hash, same run directory). `count`: a death counts toward the retry cap,
     a user's Ctrl-C does not."""
-    attrs = {k: trial.user_attrs[k] for k in FOLLOWER_KEYS if k in trial.user_attrs}
+    attrs = {k: trial.user_attrs[k] for k in (*FOLLOWER_KEYS, *KEPT_BY_RETRIES) if k in trial.user_attrs}
     retries = int(trial.user_attrs.get("retries", 0)) + count
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,

@@ -66,5 +66,7 @@ def hyperband(**kw):
 
 
 def build(registry: Registry, spec: dict, **extra):
-    options = {k: v for k, v in spec.items() if k != "name"}
+    """The entry `spec["name"]` built with the spec's options; `objective` (which objective a pruner prunes on) is
+    lclab's own and read by `lclab.search_space.pruning`."""
+    options = {k: v for k, v in spec.items() if k not in ("name", "objective")}
     return registry[spec["name"]](**extra, **options)

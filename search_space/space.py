@@ -233,6 +233,7 @@ def _lines(node, prefix="", out=None) -> dict[str, int]:
 def load_space(path: str | Path, storage: str | None = None) -> Space:
     """Parse and check a space file; every problem is a SpaceError naming file:line, field and fix.
     `storage` (the CLI's --storage) replaces the file's `storage:`."""
+    from .pruning import RULES
     from .registry import PRUNERS, SAMPLERS
 
     path = Path(path)
@@ -285,6 +286,13 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     if len(objectives) > 1 and sampler["name"] not in ("nsga2", "random", "grid", "ablation"):
         raise stub.error("sampler", f"sampler '{sampler['name']}' is single-objective but {len(objectives)} objectives are set",
                          "use nsga2 (or random / grid) for several objectives")
+    objective = pruner.get("objective", 0)
+    if not isinstance(objective, int) or isinstance(objective, bool) or not 0 <= objective < len(objectives):
+        raise stub.error("pruner.objective", f"{objective!r} is not the index of one of the {len(objectives)} objectives",
+                         f"use 0 .. {len(objectives) - 1} (the objective the pruner stops trials on)")
+    if len(objectives) > 1 and pruner["name"] != "none" and pruner["name"] not in RULES:
+        raise stub.error("pruner", f"pruner '{pruner['name']}' cannot prune a study with {len(objectives)} objectives",
+                         f"use one of {sorted(RULES)} (on one objective: pruner: {{name: asha, objective: 0}}) or none")
     budget = data.get("budget") or {}
     if not isinstance(budget, dict) or len(budget) > 1 or not set(budget) <= {"steps", "tokens", "flops"}:
         raise stub.error("budget", f"{budget!r} is not one of {{steps|tokens|flops: N}}", "write e.g. budget: {flops: 1.0e+13}")

@@ -14,7 +14,8 @@ from optuna.trial import TrialState
 
 from lclab.errors import ConfigError
 from lclab.plugins import plugin_hash
-from lclab.trials.db import load_frame, open_storage, storage_url
+from lclab.trials.db import MAX_RETRIES, load_frame, open_storage, storage_url
+from lclab.trials.optuna_internals import storage_of
 
 from .recovery import fail_stale
 from .registry import PRUNERS, SAMPLERS, build
@@ -95,7 +96,7 @@ def target_trials(space: Space, study: optuna.Study) -> int:
 def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> list[dict]:
     """Enqueue the best k scientific configurations (scored by their best nuisance setting, averaged
     over seeds) with n_seeds new seeds each, so that analysis has variance to work with."""
-    frame = load_frame(study._storage, [study.study_name])
+    frame = load_frame(storage_of(study), [study.study_name])
     done = frame[frame.state == "COMPLETE"] if not frame.empty else frame
     if done.empty:
         raise ConfigError("--replicate-top", "the study has no completed trials yet", "run the sweep first", str(space.source))
@@ -133,11 +134,43 @@ class StopAt:
             study.stop()
 
 
+def diverged(trial) -> bool:
+    """A FAIL that is the configuration's result (its loss diverged), not a crash or a dead worker. Trials stored
+    before the `diverged` attribute existed are known by their reason."""
+    reason = str(trial.user_attrs.get("fail_reason", ""))
+    return bool(trial.user_attrs.get("diverged")) or reason.startswith(("training loss is", "same configuration as diverged"))
+
+
 def trained(study: optuna.Study) -> int:
     """Trials that settled their configuration: completed, pruned by the pruner, or diverged (a result too).
-    Infeasible points and workers that died (retried) do not count."""
+    Infeasible points, crashes and workers that died (retried) do not count."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.FAIL))
-               if not {"infeasible", "surplus"} & set(t.user_attrs) and (t.state != TrialState.FAIL or "fail_reason" in t.user_attrs))
+               if not {"infeasible", "surplus"} & set(t.user_attrs) and (t.state != TrialState.FAIL or diverged(t)))
+
+
+def requeue_crashed(study: optuna.Study, space: Space, force: bool = False) -> int:
+    """On a re-run, queue again every enumerated point (grid, ablation) that has no result and nothing queued or
+    running because its trials crashed: while it crashed at most MAX_RETRIES times, or always with `force`
+    (`--retry-failed`, once the cause is fixed). Returns how many points were queued."""
+    if space.sampler["name"] not in ENUMERATED:
+        return 0
+    key = lambda params, seed: (json.dumps(params, sort_keys=True, default=str), seed)  # noqa: E731
+    covered, crashes = set(), {}
+    for t in study.get_trials(deepcopy=False):
+        k = key(t.params, t.user_attrs.get("seed"))
+        if "surplus" in t.user_attrs:  # a sample drawn after the grid ran out: not a point of it
+            continue
+        if t.state != TrialState.FAIL or diverged(t):  # a result, or queued / running (a dead worker's retry too)
+            covered.add(k)
+        else:
+            crashes[k] = crashes.get(k, 0) + 1
+    queued = 0
+    for params, seed in enumerated_points(space):
+        k = key(params, seed)
+        if k not in covered and k in crashes and (force or crashes[k] <= MAX_RETRIES):
+            study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": -1, "crashes": crashes[k]})
+            queued += 1
+    return queued
 
 
 def eta_s(study: optuna.Study, target: int, workers: int) -> float | None:

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from lclab.errors import ConfigError
 from lclab.search_space.space import Space
 from lclab.search_space.recovery import fail_and_retry
-from lclab.search_space.study import open_study
+from lclab.search_space.study import open_study, requeue_crashed
 
 from .profiles import ClusterProfile
 from .worker import SweepJob
@@ -38,10 +38,13 @@ def make_executor(profile: ClusterProfile, folder: Path, name: str) -> submitit.
     return executor
 
 
-def submit(space: Space, lab_dir: Path, profile: ClusterProfile, jobs: int, threads: int) -> list[submitit.Job]:
-    """Create the study (once, here: concurrent creation races), then submit `jobs` workers as one array."""
+def submit(space: Space, lab_dir: Path, profile: ClusterProfile, jobs: int, threads: int,
+           retry_failed: bool = False) -> list[submitit.Job]:
+    """Create the study (once, here: concurrent creation races) and queue again the points whose trials crashed
+    (`requeue_crashed`), then submit `jobs` workers as one array."""
     lab_dir = lab_dir.resolve()
     study = open_study(space, lab_dir)
+    requeue_crashed(study, space, retry_failed)
     folder = lab_dir / profile.log_dir / space.name / "%j"
     executor = make_executor(profile, folder, space.name)
     source = str(Path(space.source).resolve())

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import optuna
 import submitit
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from lclab.errors import DivergedError
@@ -34,6 +33,7 @@ from lclab.search_space.study import ENUMERATED, StopAt, open_study, target_tria
 from lclab.trials import TrialConfig, run_trial
 from lclab.trials.callbacks import PruningReporter
 from lclab.trials.distributed import broadcast, use_gpu
+from lclab.trials.optuna_internals import heartbeat, trial_id, trial_of
 
 from .preemption import Preempted, StopRequest
 
@@ -57,7 +57,7 @@ def job_identity() -> dict:
 def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> None:
     """Train one trial and tell the study its outcome. Preempted leaves it RUNNING for this job's requeue."""
     # Optuna beats only inside study.optimize; this worker asks and tells itself (to leave a preempted trial RUNNING)
-    with get_heartbeat_thread(trial._trial_id, study._storage):
+    with heartbeat(study, trial):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
@@ -79,7 +79,7 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> N
 
 def own_running_trials(study: optuna.Study, job: str) -> list[int]:
     """Trials this job (same Slurm job / array task id) was running when it was requeued."""
-    return [t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [trial_id(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.user_attrs.get("slurm_job") == job]
 
 
@@ -109,7 +109,7 @@ def follow(stop: StopRequest) -> dict:
     while (task := broadcast()) is not None:
         cfg, prune = task
         try:
-            run_trial(cfg, resume=True, callbacks=[stop, *([PruningReporter(None, "", 0)] if prune else [])])
+            run_trial(cfg, resume=True, callbacks=[stop, *([PruningReporter(None, 0)] if prune else [])])
         except (optuna.TrialPruned, DivergedError):
             pass  # rank 0 saw the same and records it
         except (KeyboardInterrupt, SystemExit):
@@ -139,8 +139,8 @@ class SweepJob(submitit.helpers.Checkpointable):
         target = StopAt(target_trials(space, study), space.sampler["name"] in ENUMERATED)
         ran = 0
         try:
-            for trial_id in own_running_trials(study, identity["slurm_job"]):
-                run_one(study, objective, optuna.trial.Trial(study, trial_id))
+            for running in own_running_trials(study, identity["slurm_job"]):
+                run_one(study, objective, trial_of(study, running))
                 ran += 1
             while not target.reached(study):
                 run_one(study, objective, study.ask())

@@ -13,6 +13,8 @@ import optuna
 
 from lclab.errors import ConfigError
 
+from .optuna_internals import rdb_engine
+
 # a worker killed without warning is noticed once its heartbeat is GRACE seconds old (tests shorten both)
 HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))
 GRACE_S = int(os.environ.get("LCLAB_GRACE_S", 30))
@@ -117,9 +119,9 @@ def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | 
 
     On SQL storages the tables are read directly (Optuna's ORM path takes seconds for 10k trials)."""
     storage = open_storage(storage, must_exist=True) if isinstance(storage, str) else storage
-    rdb = getattr(storage, "_backend", storage)  # Optuna wraps RDBStorage in a cache
-    if isinstance(rdb, optuna.storages.RDBStorage):
-        frame, names = _frame_from_sql(rdb.engine, studies)
+    engine = rdb_engine(storage)
+    if engine is not None:
+        frame, names = _frame_from_sql(engine, studies)
     else:
         frame, names = _frame_from_api(storage, studies)
     if not frame.empty and "value_0" in frame:
