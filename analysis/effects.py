@@ -80,7 +80,9 @@ def scored(lab: Lab, study: str, objective: int = 0) -> pd.DataFrame:
     axes = [a for a in info.scientific if f"param.{a}" in done]
     out = pd.DataFrame({a: done[f"param.{a}"].map(_level) for a in axes})
     out["seed"] = done["seed"].astype(int) if "seed" in done else 0
-    out["config"] = done["scientific_key"] if "scientific_key" in done else out[axes].astype(str).agg("|".join, axis=1)
+    # a plain Optuna study has no scientific key: the same JSON of its axes' levels stands in for it
+    out["config"] = done["scientific_key"] if "scientific_key" in done else \
+        [json.dumps(dict(zip(axes, row)), sort_keys=True, default=str) for row in out[axes].itertuples(index=False)]
     out["number"] = done["number"]
     out["y"] = done[column].astype(float)
     learned = done["val/learned"] if "val/learned" in done else pd.Series(np.nan, index=done.index)

@@ -133,8 +133,10 @@ class Space:
         for axis in self.axes:
             if axis.name in point:
                 set_path(data, axis.path, point[axis.name])
-        for key, value in self.budget.items():
-            set_path(data, BUDGET_FIELDS[key], value)
+        if self.budget:  # the space's budget replaces the base's: a base token budget would win over space steps
+            for key, path in BUDGET_FIELDS.items():
+                if key in self.budget or key != "steps":
+                    set_path(data, path, self.budget.get(key))
         env = self.environment(data, point)
         for name, (path, expr) in self.derived.items():
             env[name] = expr(env)

@@ -242,6 +242,8 @@ def tokens_spent(frame) -> float:
     """Tokens a sweep trained: completed trials' full budget, pruned ones up to where they stopped."""
     if "duplicate_of" in frame:  # a configuration settled by an earlier trial was copied, not trained
         frame = frame[frame["duplicate_of"].isna()]
+    if "train/tokens_seen" not in frame:  # not an lclab study (plain Optuna): tokens were never recorded
+        return float("nan")
     done = frame[frame.state == "COMPLETE"]["train/tokens_seen"].sum()
     pruned = frame[frame.state == "PRUNED"]
-    return float(done + (pruned["pruned_at_tokens"].sum() if len(pruned) else 0))
+    return float(done + (pruned["pruned_at_tokens"].sum() if len(pruned) and "pruned_at_tokens" in pruned else 0))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from lclab.trials import budget_steps
 from lclab.search_space.space import SpaceError, load_space
 from lclab.search_space.study import enumerated_points
 
@@ -100,3 +101,14 @@ def test_an_error_in_the_base_config_names_the_base_file_and_field(tmp_path):
     message = info.value.render()
     assert f"{base}:4" in message and "data.tokenizer" in message and "'bytes'" in message
     assert "axes" not in message and "level" not in message
+
+
+def test_the_space_budget_replaces_the_base_budget(tmp_path):
+    """A base with a token budget (configs/trial/small.yaml) and a space with steps: the space's steps decide."""
+    base = tmp_path / "base.yaml"
+    base.write_text((ROOT / "configs/trial/tiny.yaml").read_text().replace("  steps: 400", "  steps: 400\n  budget_tokens: 1.0e+9"))
+    path = tmp_path / "space.yaml"
+    path.write_text(f"name: b\nbase: {base}\naxes: {{ratio: {{values: [4, 8]}}}}\nobjectives: [{{metric: val/loss_compressed}}]\n"
+                    "budget: {steps: 7}\nn_trials: 1\n")
+    cfg = load_space(path).resolve({"ratio": 4})
+    assert cfg.train.budget_tokens is None and budget_steps(cfg) == 7
