@@ -30,7 +30,10 @@ def resolve_plugin_paths(specs: list[str], base: Path) -> list[str]:
 def _file_of(spec: str) -> Path | None:
     if spec.endswith(".py"):
         return Path(spec)
-    found = importlib.util.find_spec(spec) if spec.replace(".", "").replace("_", "").isalnum() else None
+    try:
+        found = importlib.util.find_spec(spec)
+    except (ImportError, ValueError):  # a parent package missing, or not a module name at all
+        return None
     return Path(found.origin) if found is not None and found.origin not in (None, "built-in", "frozen") else None
 
 
