@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from lclab.trials.db import GRACE_S, HEARTBEAT_S, MAX_RETRIES
 from lclab.trials.optuna_internals import storage_of, trial_id
+from lclab.trials.stale import abandoned
 
 FOLLOWER_KEYS = ("seed", "replica_of", "nuisance_of")  # what makes an enqueued trial the same job again
 KEPT_BY_RETRIES = ("intermediate", "rungs")  # multi-objective pruning's bookkeeping (lclab.search_space.pruning)
@@ -50,9 +51,10 @@ def fail_stale(study: optuna.Study) -> None:
     optuna.storages.fail_stale_trials(study)
     if not isinstance(storage_of(study), optuna.storages.JournalStorage):
         return
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if time.time() - t.user_attrs.get("heartbeat", time.time()) > GRACE_S:
-            fail_and_retry(study, t, "stale")
+    stale = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+             if time.time() - t.user_attrs.get("heartbeat", time.time()) > GRACE_S}
+    for number in abandoned({n: t.user_attrs for n, t in stale.items()}):
+        fail_and_retry(study, stale[number], "stale")
 
 
 def fail_and_retry(study: optuna.Study, trial, reason: str) -> None:

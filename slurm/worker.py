@@ -33,7 +33,7 @@ from lclab.search_space.study import ENUMERATED, StopAt, open_study, target_tria
 from lclab.trials import TrialConfig, run_trial
 from lclab.trials.callbacks import PruningReporter
 from lclab.trials.distributed import broadcast, use_gpu
-from lclab.trials.optuna_internals import heartbeat, trial_id, trial_of
+from lclab.trials.optuna_internals import heartbeat, storage_of, trial_id, trial_of
 
 from .preemption import Preempted, StopRequest
 
@@ -70,6 +70,8 @@ def run_one(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> N
             if objective.stop is not None and objective.stop.requested:  # checkpointed on our signal: requeue
                 raise Preempted(f"trial {trial.number} checkpointed for requeue") from None
             raise  # submitit already requeued the job and is exiting (or Slurm ended it): nothing to add
+        except optuna.exceptions.UpdateFinishedTrialError:
+            raise  # finished elsewhere meanwhile: nothing of ours to record on it
         except Exception as err:  # a crash: the trial fails with its reason and log path, the job fails loudly
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             study.tell(trial, state=TrialState.FAIL)
@@ -140,8 +142,12 @@ class SweepJob(submitit.helpers.Checkpointable):
         ran = 0
         try:
             for running in own_running_trials(study, identity["slurm_job"]):
-                run_one(study, objective, trial_of(study, running))
-                ran += 1
+                try:
+                    run_one(study, objective, trial_of(study, running))
+                    ran += 1
+                except optuna.exceptions.UpdateFinishedTrialError:  # e.g. failed and retried elsewhere meanwhile
+                    print(f"trial {storage_of(study).get_trial(running).number} was finished by another worker while this "
+                          "job was requeued; going on with the study", flush=True)
             while not target.reached(study):
                 run_one(study, objective, study.ask())
                 ran += 1

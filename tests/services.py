@@ -30,44 +30,69 @@ def _as_postgres(*cmd: str) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL server from Debian's binaries, in its own folder and port; it can be stopped and
+    started again on the same port (a database restart, for the outage tests)."""
+
+    def __init__(self):
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            unavailable("PostgreSQL server binaries not found (apt install postgresql, or set LCLAB_TEST_PG_URL)")
+        self.pg_ctl = f"{bins[-1]}/pg_ctl"
+        self.root = tempfile.mkdtemp(prefix="lclab-pg-")
+        os.chmod(self.root, 0o777)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.data, self.port = f"{self.root}/data", _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        try:
+            subprocess.run(_as_postgres(f"{bins[-1]}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E",
+                                        "UTF8", "--no-sync"), check=True, capture_output=True)
+            self.start()
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            unavailable(f"could not start PostgreSQL: {getattr(err, 'stderr', err)!r}")
+
+    def start(self) -> None:
+        subprocess.run(_as_postgres(self.pg_ctl, "-D", self.data, "-l", f"{self.root}/log", "-w", "start", "-o",
+                                    f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                                    "-c max_connections=200"), check=True, capture_output=True)
+        deadline = time.time() + 20
+        while True:
+            try:
+                import sqlalchemy
+
+                sqlalchemy.create_engine(self.url).connect().close()
+                return
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        subprocess.run(_as_postgres(self.pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop"), capture_output=True)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of a PostgreSQL database: $LCLAB_TEST_PG_URL, or a server started here from Debian's binaries."""
     if os.environ.get("LCLAB_TEST_PG_URL"):
         yield os.environ["LCLAB_TEST_PG_URL"]
         return
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins:
-        unavailable("PostgreSQL server binaries not found (apt install postgresql, or set LCLAB_TEST_PG_URL)")
-    initdb, pg_ctl = f"{bins[-1]}/initdb", f"{bins[-1]}/pg_ctl"
-    root = tempfile.mkdtemp(prefix="lclab-pg-")
-    os.chmod(root, 0o777)
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = f"{root}/data", _free_port()
-    try:
-        subprocess.run(_as_postgres(initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"),
-                       check=True, capture_output=True)
-        subprocess.run(_as_postgres(pg_ctl, "-D", data, "-l", f"{root}/log", "-w", "start", "-o",
-                                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"),
-                       check=True, capture_output=True)
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        unavailable(f"could not start PostgreSQL: {getattr(err, 'stderr', err)!r}")
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    deadline = time.time() + 20
-    while True:
-        try:
-            import sqlalchemy
+    server = PostgresServer()
+    yield server.url
+    server.remove()
 
-            sqlalchemy.create_engine(url).connect().close()
-            break
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
-    yield url
-    subprocess.run(_as_postgres(pg_ctl, "-D", data, "-m", "fast", "-w", "stop"), capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
+
+@pytest.fixture
+def postgres_server():
+    """A PostgreSQL server of the test's own, which the test may stop and start (never a shared one)."""
+    server = PostgresServer()
+    yield server
+    server.remove()
 
 
 def fresh_database(url: str, name: str) -> str:

@@ -19,6 +19,8 @@ from .optuna_internals import rdb_engine
 HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))
 GRACE_S = int(os.environ.get("LCLAB_GRACE_S", 30))
 MAX_RETRIES = 3  # a trial whose worker dies is retried at most this many times in a row, on every storage
+# how long a worker waits out a database server it cannot reach (a restart, a failover) before giving up
+OUTAGE_S = float(os.environ.get("LCLAB_STORAGE_OUTAGE_S", 600))
 
 
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -65,24 +67,37 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
 
             Path(url).parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(url))
-        kwargs = {}
+        kwargs = {"pool_pre_ping": True}  # a connection from before a server restart is replaced, not used
         if url.startswith("sqlite"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             kwargs = {"connect_args": {"timeout": 120}}  # several local workers wait instead of "database is locked"
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True))
+        from .stale import filter_stale_trials
+
         if url.startswith("sqlite"):
             _serialize_sqlite(storage.engine)
+            filter_stale_trials(storage)
+        else:
+            from .outage import survive_outages
+
+            filter_stale_trials(storage, survive_outages(storage, redact(url)))
         return storage
     except ImportError as err:  # SQLAlchemy found no driver for the URL's database (Optuna re-raises it)
         missing = getattr(err.__cause__, "name", None) or getattr(err, "name", None) or "the driver module"
         extra = " with pip install 'lclab[postgres]' (pip install -e '.[postgres]' in a checkout)" if "postgres" in url else ""
         raise ConfigError("storage", f"the database driver for {redact(url)} is not installed ({missing} is missing)",
                           f"install it{extra}") from None
-    except Exception as err:  # connection refused, bad URL: user-facing, with the underlying error kept
+    except (optuna.exceptions.StorageInternalError, _sqlalchemy_error(), ValueError) as err:  # refused, bad URL, not a database
         raise ConfigError("storage", f"cannot open the trial database {redact(url)} ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                           "check that the server is running and the URL is right (credentials belong in the environment or ~/.pgpass)") from None
+
+
+def _sqlalchemy_error() -> type:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return SQLAlchemyError
 
 
 def _serialize_sqlite(engine) -> None:

@@ -22,6 +22,12 @@ SQL_SCHEMA = {
 }
 
 
+# the method of Optuna's heartbeat storages that lists a study's stale trials (lclab.trials.stale filters it)
+STALE_TRIAL_IDS = "_get_stale_trial_ids"
+# the private RDBStorage methods Optuna's cache in front of it calls (lclab.trials.outage retries them)
+RDB_PRIVATE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param", STALE_TRIAL_IDS)
+
+
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
     return study._storage
 

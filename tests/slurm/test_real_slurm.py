@@ -153,6 +153,25 @@ def test_scontrol_requeue_resumes_the_same_trial_from_its_checkpoint(slurm, tmp_
     assert trial.user_attrs["metrics"]["meta/resumed_from_step"] > 0
 
 
+def test_a_requeued_job_held_pending_past_the_grace_keeps_its_trial_and_resumes_it(slurm, tmp_path):
+    """A cluster may keep a requeued job pending far longer than the heartbeat's grace (3 s here): its trial is
+    waiting for it, not abandoned. Other workers' stale checks (here, this test's own) leave it alone, and the job,
+    once released, resumes the same trial from its checkpoint."""
+    space_path, lab, job, study = start_long_trial(slurm, tmp_path)
+    subprocess.run(["scontrol", "requeuehold", job.job_id], check=True)  # requeued, then held in the queue
+    wait_for(lambda: "PENDING" in subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%T"], capture_output=True,
+                                                 text=True).stdout)
+    time.sleep(8)  # well past the grace: the trial's heartbeat is stale
+    study._storage._backend.grace_period = 3  # the jobs' grace (this process read LCLAB_GRACE_S before the fixture)
+    optuna.storages.fail_stale_trials(study)  # what every other worker runs before it starts a trial
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["RUNNING"]
+    subprocess.run(["scontrol", "release", job.job_id], check=True)
+    wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
+    [trial] = study.get_trials(deepcopy=False)  # the same trial, never failed, never retried
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["slurm_restarts"] >= 1
+    assert trial.user_attrs["metrics"]["meta/resumed_from_step"] > 0
+
+
 @pytest.mark.parametrize("how", ["lclab_cancel", "scancel"])
 def test_a_cancelled_job_leaves_a_trial_that_a_resumed_sweep_completes(slurm, tmp_path, how):
     space_path, lab, job, study = start_long_trial(slurm, tmp_path)
