@@ -323,8 +323,9 @@ def test_a_killed_worker_whose_trial_is_resumed_is_a_note_and_a_rerun_inside_the
     deadline = time.time() + 120
     while len(list((tmp_path / "lab" / "runs" / "mini").glob("*/checkpoints/last.ckpt"))) < 2 and time.time() < deadline:
         time.sleep(0.2)
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    workers = [c for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]  # not the resource tracker
+    children = lambda pid: subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()  # noqa: E731
+    [server] = [c for c in children(proc.pid) if "forkserver" in Path(f"/proc/{c}/cmdline").read_text()]
+    workers = children(server)  # the workers fork from the sweep's fork server
     assert len(workers) == 2
     os.kill(int(workers[0]), signal.SIGKILL)  # one worker dies without warning, mid-trial
     out, err = proc.communicate(timeout=300)
