@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
+import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from .objective import Objective
 from .recovery import fail_stale
 from .space import Space, load_space
 from .study import ENUMERATED, StopAt, open_study, replicate_top, requeue_crashed, target_trials, unfinished
+
+
+MIN_FREE_BYTES = 16 << 20  # below this the lab's disk counts as full: a checkpoint alone may need more
 
 
 def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
@@ -42,12 +47,18 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     for attempt in range(2):  # a second round only for trials a dead worker left RUNNING
         stamp = time.strftime("%Y%m%d-%H%M%S")
         logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
-        procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage))
+        errors = ctx.SimpleQueue()  # a worker's last words reach the parent even when its log cannot be written
+        procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage, errors))
                  for log in logs]
         _watch(procs, study, on_tick)
-        died += [_death(p, log) for p, log in zip(procs, logs) if p.exitcode != 0]
+        said = {}
+        while not errors.empty():
+            pid, summary = errors.get()
+            said[pid] = summary
+        died += [_death(p, log, said.get(p.pid)) for p, log in zip(procs, logs) if p.exitcode != 0]
         if attempt or not _wait_for_stale(study, on_tick, on_note):
             break
+    died = _grouped(died) + _disk_full(lab_dir)
     left = unfinished(study, space)
     if died and left:
         raise SweepError(f"{'; '.join(died)}. {left} Fix the cause and run the same command to resume.")
@@ -67,12 +78,27 @@ def worker_context():
     return ctx
 
 
-def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None, storage: str | None = None) -> None:
+def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None, storage: str | None = None,
+           errors=None) -> None:
+    """One local worker: trains trials of the study until it reaches its target. An error that ends it is also sent
+    to the parent (`errors`, a queue), which prints it itself: the log may be cut short, or absent, on a full disk."""
+    try:
+        _work(space_path, lab_dir, threads, log, storage)
+    except Exception as err:
+        if errors is not None:
+            errors.put((os.getpid(), f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:400]}"))
+        raise
+
+
+def _work(space_path: str, lab_dir: str, threads: int, log: str | None, storage: str | None) -> None:
     import torch
 
     if log:  # a worker's output (Lightning, tracebacks) goes to its own file, not over the live display
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            Path(log).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        except OSError:  # no room for even an empty log: the parent still hears of any error (see `worker`)
+            fd = os.open(os.devnull, os.O_WRONLY)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
     torch.set_num_threads(threads)
@@ -102,10 +128,30 @@ def _watch(procs, study: optuna.Study, on_tick) -> None:
         on_tick(study)
 
 
-def _death(proc, log: str) -> str:
+def _death(proc, log: str, said: str | None) -> str:
     if proc.exitcode < 0:
         return f"a worker was killed by signal {-proc.exitcode} (from outside, no traceback; its log: {log})"
+    if said:
+        return f"a worker exited with an error: {said} (the traceback is in its log, {log})"
     return f"a worker exited with an error (its traceback is in {log})"
+
+
+def _grouped(deaths: list[str]) -> list[str]:
+    """The same death of many workers said once, with how many (32 workers failing alike are one line)."""
+    counts = {}
+    for d in deaths:
+        key = re.sub(r"worker\d+\.log", "worker*.log", d)
+        counts.setdefault(key, []).append(d)
+    return [same[0] if len(same) == 1 else f"{len(same)} workers alike: {key}"
+            for key, same in counts.items()]
+
+
+def _disk_full(lab_dir: Path) -> list[str]:
+    free = shutil.disk_usage(lab_dir).free
+    if free >= MIN_FREE_BYTES:
+        return []
+    return [f"the disk under the lab directory {lab_dir} is full ({free // 1024} kB free), so checkpoints and logs there "
+            "may be cut short: free space, or move the lab elsewhere (--lab)"]
 
 
 def _wait_for_stale(study: optuna.Study, on_tick, on_note) -> bool:

@@ -3,8 +3,10 @@ then renamed over it. A full disk or a kill mid-write leaves the previous checkp
 one; a checkpoint that is unreadable anyway (copied half, damaged by hand) is named and set aside."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -25,6 +27,11 @@ def save_atomic(obj, path: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except RuntimeError as err:  # torch reports a short write as "unexpected pos": say what it is
+        if "unexpected pos" not in str(err):
+            raise
+        raise OSError(errno.ENOSPC, f"No space left on device: checkpoint {path} could not be written "
+                                    f"({shutil.disk_usage(path.parent).free // 1024} kB free)") from err
     finally:
         tmp.unlink(missing_ok=True)
 
