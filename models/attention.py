@@ -52,5 +52,5 @@ def resolve(name: str, device: torch.device | str) -> str:
         q = torch.randn(1, 2, 8, 16, device=device, dtype=torch.bfloat16)
         xformers_attention(q, q, q, None, True)
         return "xformers"
-    except Exception:  # not installed, or no kernel for this GPU: sdpa is always correct
+    except (ImportError, NotImplementedError, RuntimeError, ValueError):  # not installed, or no kernel for this GPU
         return "sdpa"

@@ -90,6 +90,14 @@ def test_text_trial_runs_end_to_end(tmp_path):
     assert np.isfinite(m["val/loss_compressed"]) and "val/text/acc" in m
 
 
+def test_an_unreachable_hub_dataset_names_the_field_and_the_cause(monkeypatch):
+    from lclab.trials.config import DataConfig
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # as on a cluster node without network
+    with pytest.raises(ConfigError, match=r"data.path.*could not load hub dataset.*Couldn't reach"):
+        load_corpus(DataConfig(source="hub", path=["no-such-user/no-such-dataset"]))
+
+
 def test_missing_data_file_names_the_field(tmp_path):
     d = small_trial(tmp_path, data={"source": "files", "path": [str(tmp_path / "missing.jsonl")]}).data
     with pytest.raises(ConfigError, match="data.path.*not found"):

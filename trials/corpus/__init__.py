@@ -78,7 +78,7 @@ def _load_hub(d: DataConfig):
     datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(name, *config[:1], split="train")
-    except Exception as err:  # no network, unknown name, gated dataset: all user-facing
+    except (OSError, ValueError) as err:  # no network, unknown name, gated dataset (all OSErrors), bad config name
         raise ConfigError("data.path", f"could not load hub dataset {d.path} ({type(err).__name__}: {str(err)[:200]})",
                           "check the name and network access, or download it and use source: files") from None
     return ds, hashlib.sha256(f"{d.path}:{ds._fingerprint}".encode()).hexdigest()[:16]
