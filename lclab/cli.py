@@ -150,7 +150,7 @@ def sweep(
             table.add_column(key.lower(), justify="right")
         table.add_column("best", justify="right")
         table.add_row(*(str(c[k]) for k in STATES), _best(study))
-        return Group(table, *_running_table(study, spec), *_infeasible_lines(study))
+        return Group(table, *_running_table(study, spec), *_infeasible_lines(study), *_failed_lines(study))
 
     with Live(console=console, refresh_per_second=1) as live:
         try:
@@ -276,6 +276,26 @@ def _infeasible_lines(study) -> list[str]:
         if "infeasible" in t.user_attrs:
             found.setdefault(t.user_attrs["infeasible"], []).append(", ".join(f"{k}={v}" for k, v in t.params.items()))
     return [f"[yellow]infeasible[/] {escape('; '.join(sorted(set(points))) + ': ' + reason)}" for reason, points in found.items()]
+
+
+def _failed_lines(study, shown: int = 8) -> list[str]:
+    """Failed trials with their reasons, grouped: divergences (a result of the configuration) and crashes (a cause
+    to fix); a failure whose point has since completed (a retry, a re-run after the fix) is not listed."""
+    from optuna.trial import TrialState
+
+    from lclab.search_space.study import diverged
+
+    point = lambda t: (sorted(t.params.items()), t.user_attrs.get("seed"))  # noqa: E731
+    settled = [point(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    found = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if "fail_reason" in t.user_attrs and "duplicate_of" not in t.user_attrs and point(t) not in settled:
+            kind = "diverged" if diverged(t) else "crashed"
+            found.setdefault((kind, str(t.user_attrs["fail_reason"]).splitlines()[0][:200]), []).append(t.number)
+    lines = [f"[red]{kind}[/] trial(s) {', '.join(map(str, numbers[:shown]))}{' …' if len(numbers) > shown else ''}: "
+             f"{escape(reason)}" for (kind, reason), numbers in found.items()]
+    return lines[:shown] + ([f"… {len(lines) - shown} more reasons: lclab trials {study.study_name} --where \"state == 'FAIL'\""]
+                            if len(lines) > shown else [])
 
 
 def _best(study) -> str:

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from lclab.errors import ConfigError
 from lclab.plugins import plugin_hash
-from lclab.trials.db import MAX_RETRIES, load_frame, open_storage, storage_url
+from lclab.trials.db import MAX_RETRIES, load_frame, open_storage, redact, storage_url
 from lclab.trials.optuna_internals import storage_of
 
 from .recovery import fail_stale
@@ -58,7 +58,7 @@ def open_study(space: Space, lab_dir: Path, worker_seed: int | None = None) -> o
         for params, seed in enumerated_points(space):
             study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": -1})
     elif stored != fingerprint:
-        raise ConfigError("name", f"study '{space.name}' in {url} was run with a different space "
+        raise ConfigError("name", f"study '{space.name}' in {redact(url)} was run with a different space "
                           f"({study.user_attrs.get('space_file')}); its trials would not be comparable",
                           "give this space a new name, or restore the original axes/base/budget/objectives", str(space.source))
     return study

@@ -83,3 +83,24 @@ def test_messages_end_with_one_full_stop(tmp_path):
     out = lclab("train", write(tmp_path, "model:\n  poolng: mean\n"))
     message = " ".join(out.stderr.split())
     assert "did you mean 'pooling'?" in message and "?." not in message and ".." not in message
+
+
+def test_the_sweep_display_names_failed_trials_with_their_reasons_unless_their_point_completed_since():
+    import optuna
+
+    from lclab.cli import _failed_lines
+
+    study = optuna.create_study(study_name="s")
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-9, 1e40, log=True)}
+    for lr, reason, attrs, state in [(1e30, "training loss is nan at step 1", {"diverged": True}, "FAIL"),
+                                     (1e-3, "ConfigError: data file(s) not found: corpus.txt", {}, "FAIL"),
+                                     (2e-3, "ConfigError: data file(s) not found: corpus.txt", {}, "FAIL"),
+                                     (2e-3, None, {}, "COMPLETE")]:  # the last point was fixed and re-run
+        done = state == "COMPLETE"
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state], value=1.0 if done else None, params={"lr": lr}, distributions=dist,
+            user_attrs={"seed": 0, **attrs, **({"fail_reason": reason} if reason else {})}))
+    lines = _failed_lines(study)
+    assert len(lines) == 2, lines
+    assert "diverged" in lines[0] and "trial(s) 0:" in lines[0] and "loss is nan" in lines[0]
+    assert "crashed" in lines[1] and "trial(s) 1:" in lines[1] and "corpus.txt" in lines[1]

@@ -352,3 +352,22 @@ def test_a_crashed_grid_point_is_queued_again_once_its_cause_is_fixed(tmp_path):
     study = run_sweep(space, tmp_path / "lab", on_note=notes.append)  # the same command, after the fix
     done = sorted(t.params["ratio"] for t in study.trials if t.state.name == "COMPLETE")
     assert done == [4, 8] and any("1 point(s) whose trials crashed are queued again" in n for n in notes)
+
+
+@pytest.mark.parametrize("form", ["user:password@", "?password="])
+def test_a_password_in_the_url_appears_in_no_message_file_or_refusal(tmp_path, postgres_url, form):
+    import yaml
+
+    db = fresh_database(postgres_url, f"secret{len(form)}")
+    secret = "hunter2secret"  # the test server trusts every connection: the secret travels but is not checked
+    url = db.replace("postgres@", f"postgres:{secret}@") if form.startswith("user") else f"{db}?password={secret}"
+    space = mini_space(tmp_path, storage=url, seeds=[0], budget={"steps": 2})
+    cmd = [sys.executable, "-m", "lclab", "sweep", str(space), "--lab", str(tmp_path / "lab")]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    changed = yaml.safe_load(space.read_text())
+    changed["axes"]["ratio"]["values"] = [4, 16]
+    space.write_text(yaml.safe_dump(changed))
+    refused = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)  # a different space for the same study
+    assert first.returncode == 0 and refused.returncode == 2 and "different space" in refused.stderr
+    assert secret not in first.stdout + first.stderr + refused.stdout + refused.stderr
+    assert not [p for p in (tmp_path / "lab").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
