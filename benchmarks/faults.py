@@ -305,7 +305,7 @@ def slurm_held(tmp: Path, kind: str, pg) -> Row:
     lab = tmp / "lab"
     started = time.time()
     r = lclab("sweep", space, "--cluster", "local_slurm", "--jobs", 1, "--threads", 1, "--lab", lab)
-    job = re.search(r"\b(\d+)\b", r.stdout[r.stdout.find("job"):]).group(1)
+    job = re.search(r"submitted \d+ workers \([^)]*\): ([\w_]+)", " ".join(r.stdout.split())).group(1)
     url = storage_url(None, lab)
     storage = open_storage(url)
 

@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lclab.errors import DivergedError, SweepError
+from lclab.workers import start
 from lclab.trials.db import GRACE_S, HEARTBEAT_S
 
 from .objective import Objective
@@ -42,13 +43,12 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     if replicate:
         replicate_top(study, space, *replicate)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = worker_context()
     died: list[str] = []
     for attempt in range(2):  # a second round only for trials a dead worker left RUNNING
         stamp = time.strftime("%Y%m%d-%H%M%S")
         logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
-        errors = ctx.SimpleQueue()  # a worker's last words reach the parent even when its log cannot be written
-        procs = [ctx.Process(target=worker, args=(str(space.source), str(lab_dir), threads, log, space.storage, errors))
+        errors = mp.get_context("forkserver").SimpleQueue()  # a worker's last words, even when its log cannot be written
+        procs = [start(f"{__name__}:worker", str(space.source), str(lab_dir), threads, log, space.storage, errors)
                  for log in logs]
         _watch(procs, study, on_tick)
         said = {}
@@ -67,15 +67,6 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     if died and on_note:
         on_note(f"{'; '.join(died)}. Their trials were resumed from their checkpoints: every point is complete.")
     return study
-
-
-def worker_context():
-    """Workers fork from a server process that imported torch, Lightning and the lab once: 32 workers start in
-    seconds, where each spawned one would import them again (about 3 s of CPU each). The server is a clean process
-    (no CUDA, no threads of this one), so forking it is safe."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "lightning", "lclab.search_space.objective", "lclab.search_space.local"])
-    return ctx
 
 
 def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None, storage: str | None = None,
@@ -111,8 +102,6 @@ def _work(space_path: str, lab_dir: str, threads: int, log: str | None, storage:
 
 
 def _watch(procs, study: optuna.Study, on_tick) -> None:
-    for p in procs:
-        p.start()
     try:
         while any(p.is_alive() for p in procs):
             if on_tick:

@@ -18,7 +18,8 @@ from .optuna_internals import rdb_engine
 # a worker killed without warning is noticed once its heartbeat is GRACE seconds old (tests shorten both)
 HEARTBEAT_S = int(os.environ.get("LCLAB_HEARTBEAT_S", 10))
 GRACE_S = int(os.environ.get("LCLAB_GRACE_S", 30))
-MAX_RETRIES = 3  # a trial whose worker dies is retried at most this many times in a row, on every storage
+# a trial whose worker dies (or a grid point whose trials crash) is retried at most this many times in a row, on every storage
+MAX_RETRIES = int(os.environ.get("LCLAB_MAX_RETRIES", 3))
 # how long a worker waits out a database server it cannot reach (a restart, a failover) before giving up
 OUTAGE_S = float(os.environ.get("LCLAB_STORAGE_OUTAGE_S", 600))
 
