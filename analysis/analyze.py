@@ -9,6 +9,7 @@ import pandas as pd
 
 from lclab.analysis import effects as fx
 from lclab.analysis.importance import importance
+from lclab.analysis.literature import Check, check, load_findings
 from lclab.analysis.load import Lab, StudyInfo
 from lclab.analysis.pareto import design_costs, fronts
 from lclab.analysis.principles import Claim, principles
@@ -41,6 +42,7 @@ class StudyAnalysis:
     recipes: list[Recipe]
     notes: list[str] = field(default_factory=list)  # what the data cannot support yet
     every_seed: pd.DataFrame | None = None  # `scored` with the trials that did not learn (`learned` False) kept
+    literature: list[Check] = field(default_factory=list)  # published findings beside this study's result on each
 
 
 def check_study(lab: Lab, study: str) -> None:
@@ -110,7 +112,8 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
         info, metric, maximize, rows.state.value_counts().to_dict(), df, axes, fx.config_table(every, counted, maximize),
         effects, inters, {(x, z): fx.two_way(df, x, z) for x, z in pairs},
         importance(df, axes, maximize) if len(axes) else pd.DataFrame(), noise, claims, used_min,
-        front, skipped, recipes(lab, study, df, axes, maximize), notes, every)
+        front, skipped, recipes(lab, study, df, axes, maximize), notes, every,
+        check(load_findings(), effects, maximize, used_min))
 
 
 def _label(row, axes: list[str]) -> str:

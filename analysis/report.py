@@ -119,6 +119,7 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
             if noise.configs else "Seed-to-seed noise: unknown (no configuration has two seeds).")
     blocks.append(("p", text + (f" Smallest effect of interest for null results: {a.min_effect:.3g}."
                                  if np.isfinite(a.min_effect) else "")))
+    blocks += _literature_blocks(a)
     blocks.append(("h", 3, "Every seed"))
     blocks.append(("img", f"{name}_seeds.png", plots.seeds(_seed_points(a), a.metric)))
     blocks.append(("h", 3, "Importance"))
@@ -168,6 +169,24 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
             lab.frame[lab.frame.study == name]) else "No recipe: the trials store no trial config to train (see the notes)."))
     for r in a.recipes:
         blocks.append(("code", r.yaml([f"study {name}" + (f", ratio {r.ratio}" if r.ratio is not None else "")])))
+    return blocks
+
+
+def _literature_blocks(a: StudyAnalysis) -> list:
+    """The published findings this study's axes can speak to, each beside the study's own result."""
+    tested = [c for c in a.literature if c.result != "not tested"]
+    blocks = [("h", 3, "The literature")]
+    if not tested:
+        return blocks + [("p", f"None of the {len(a.literature)} published findings lclab checks "
+                               "(analysis/literature.yaml) concerns this study's axes.")]
+    blocks.append(("p", "Published findings on this study's axes, beside its own matched result (effect of the level "
+                        "against the reference, + meaning better). A disagreement on a small or synthetic proxy questions "
+                        "the proxy's fidelity to the full-scale setting before it questions the finding."))
+    blocks.append(("table", pd.DataFrame([{"finding": c.finding.text, "source": c.finding.source, "result": c.result,
+                                           "this study": c.evidence} for c in tested])))
+    untested = [c.finding.text for c in a.literature if c.result == "not tested"]
+    if untested:
+        blocks.append(("p", f"Not tested here: {'; '.join(untested)}."))
     return blocks
 
 
@@ -293,6 +312,7 @@ def _principles_json(lab: Lab, analyses, scale) -> dict:
                 "seed_sd": a.noise.robust, "seed_sd_pooled": a.noise.pooled, "seed_sd_dof": a.noise.dof,
                 "min_effect": a.min_effect, "notes": a.notes,
                 "claims": [c.to_dict() for c in a.claims],
+                "literature": [c.to_dict() for c in a.literature],
                 "recipes": [{"ratio": r.ratio, "trial": r.trial, "mean": r.mean, "seeds": r.seeds, "evidence": r.evidence}
                             for r in a.recipes]} for a in analyses},
             "scaling": [{"design": f.design, "alpha": f.alpha, "alpha_ci": list(f.alpha_ci), "r2": f.r2,

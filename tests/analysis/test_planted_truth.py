@@ -58,6 +58,14 @@ def test_claims_rank_the_real_effects_report_overlap_as_null_and_find_the_intera
         assert c.n > 0 and np.isfinite(c.p_holm)
 
 
+def test_the_literature_check_agrees_where_the_planted_truth_agrees_and_says_what_was_not_tested(lab):
+    results = {c.finding.id: c.result for c in analyze(lab, "planted").literature}
+    assert results.pop("overlap_gives_nothing") == "agree"  # planted: overlap does nothing
+    assert set(results.values()) == {"not tested"}  # no memory/concat pooling, window, mask, adapter or size axis
+    noisy = {c.finding.id: c.result for c in analyze(lab, "noisy").literature}
+    assert noisy["overlap_gives_nothing"] == "inconclusive"  # 2 seeds at sd 0.5 cannot rule out an effect
+
+
 def test_importance_ranks_the_axes_and_shows_its_spread(lab):
     a = analyze(lab, "planted")
     assert ranking(a.importance, "fanova")[-1] == "overlap"

@@ -50,8 +50,9 @@ def report_dir(planted_db, tmp_path_factory):
 def test_report_writes_html_markdown_principles_and_recipe(report_dir):
     html = (report_dir / "report.html").read_text()
     md = (report_dir / "report.md").read_text()
-    for section in ("Overview", "principles", "Importance", "Per-axis effects", "Interactions", "Cost and Pareto",
-                    "Recipe", "Iso-compute and scaling", "Appendix: all trials"):
+    for section in ("Overview", "principles", "The literature", "overlapping windows give nothing", "Importance",
+                    "Per-axis effects", "Interactions", "Cost and Pareto", "Recipe", "Iso-compute and scaling",
+                    "Appendix: all trials"):
         assert section in html and section in md, section
     assert "http://" not in html and "https://" not in html  # self-contained: opens without a network
     images = re.findall(r'src="data:image/png;base64,', html)
@@ -63,6 +64,8 @@ def test_report_writes_html_markdown_principles_and_recipe(report_dir):
     claims = principles["studies"]["planted"]["claims"]
     assert claims[0]["axis"] == "pooling" and claims[0]["grade"] == "high" and claims[0]["ci"][0] < claims[0]["effect"]
     assert any(c["kind"] == "null" and c["axis"] == "overlap" for c in claims)
+    literature = {c["id"]: c for c in principles["studies"]["planted"]["literature"]}
+    assert literature["overlap_gives_nothing"]["result"] == "agree" and "2606.09659" in literature["overlap_gives_nothing"]["source"]
     assert {s["design"] for s in principles["scaling"]} == {'{"pooling": "attention"}', '{"pooling": "mean"}'}
 
 
