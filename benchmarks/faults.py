@@ -95,7 +95,7 @@ def tally(row: Row, url: str, study: str, expected: int, rcs: list[int], truthfu
     row.lost = expected - len(settled)
     row.duplicated = sum(n - 1 for n in settled.values())
     row.stuck = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
-    row.retries = sum("retry_of" in t.user_attrs for t in trials)
+    row.retries = sum("retry_of" in t.user_attrs or "failed_trial" in t.system_attrs for t in trials)  # lclab's, Optuna's
     row.exit = ",".join(map(str, rcs))
     row.ok = row.lost == 0 and row.duplicated == 0 and row.stuck == 0 and truthful
     return row

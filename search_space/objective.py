@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import platform
 import socket
 import subprocess
@@ -114,9 +115,10 @@ class Objective:
             callbacks.append(PruningReporter(pruning.judge(trial), tokens_per_step))
         if self.announce is not None:
             self.announce(cfg, pruning.active)
+        progress = ProgressSink(trial, metric)
         try:
             with journal_heartbeat(trial.study, trial):  # resume: a retried trial continues its checkpoint
-                result = run_trial(cfg, resume=True, callbacks=callbacks, on_progress=progress_sink(trial, metric))
+                result = run_trial(cfg, resume=True, callbacks=callbacks, on_progress=progress)
         except DivergedError as err:
             trial.set_user_attr("fail_reason", str(err))
             trial.set_user_attr("diverged", True)
@@ -131,6 +133,8 @@ class Objective:
         except Exception as err:  # a crash (bad data, a bug): failed with its reason; a re-run queues the point again
             trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:500])
             raise
+        finally:
+            progress.close()
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("run_dir", str(result.run_dir))
@@ -161,14 +165,43 @@ class Objective:
         return None
 
 
-def progress_sink(trial: optuna.Trial, metric: str) -> Callable[[dict], None]:
+class ProgressSink:
     """Stores a running trial's latest progress on it (`progress` user attribute), for the live display and
-    `lclab trials`: phase (train / warm decoder), step of steps, tokens, training loss, latest objective value."""
-    def store(snapshot: dict) -> None:
+    `lclab trials`: phase (train / warm decoder), step of steps, tokens, training loss, latest objective value.
+
+    Progress is best effort and never holds training up: a thread of its own writes the newest snapshot, so while
+    the database is slow or away (lclab.trials.outage) training goes on and only the latest snapshot is kept."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+        self._latest: dict | None = None
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+
+    def __call__(self, snapshot: dict) -> None:
         keep = {k: snapshot[k] for k in ("phase", "step", "steps", "tokens", "loss", "at")}
-        value = snapshot["val"].get(metric) if snapshot["phase"] == "train" else None
-        try:
-            trial.set_user_attr("progress", {**keep, "objective": value})
-        except optuna.exceptions.StorageInternalError as err:  # progress is best effort: training goes on
-            print(f"progress of trial {trial.number} not stored: {err}", flush=True)
-    return store
+        value = snapshot["val"].get(self.metric) if snapshot["phase"] == "train" else None
+        with self._wake:
+            self._latest = {**keep, "objective": value}
+            self._wake.notify()
+
+    def close(self) -> None:
+        """Stop writing; a write the database holds up is abandoned (the trial's outcome is stored anyway)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _write(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._latest is not None or self._closed)
+                if self._closed:
+                    return
+                latest, self._latest = self._latest, None
+            try:
+                self.trial.set_user_attr("progress", latest)
+            except (optuna.exceptions.StorageInternalError, optuna.exceptions.UpdateFinishedTrialError,
+                    ConfigError) as err:  # the database failed or the trial ended meanwhile: training goes on
+                print(f"progress of trial {self.trial.number} not stored: {err}", flush=True)
