@@ -8,11 +8,13 @@ stale (`lclab.trials.stale`): other workers' heartbeats could not be recorded wh
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import time
 
 import optuna
 from optuna.trial import TrialState
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError  # loaded already: only RDB storages get here
 
 from lclab.errors import ConfigError
 
@@ -33,8 +35,6 @@ CALLS = (*RDB_PRIVATE_CALLS, "create_new_study", "get_study_id_from_name", "get_
 def connection_lost(err: BaseException) -> bool:
     """Whether `err` (or the error Optuna wrapped in it) says the server could not be reached or dropped the
     connection, as opposed to a bad query or bad data, which no wait would mend."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
     cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
     if not isinstance(cause, DBAPIError):
         return False
@@ -44,8 +44,8 @@ def connection_lost(err: BaseException) -> bool:
 class Outages:
     """The outages one storage has seen in this process: when the last one ended, for the stale-trial grace."""
 
-    def __init__(self, name: str):
-        self.name, self.ended_at = name, float("-inf")
+    def __init__(self, name: str, storage: optuna.storages.BaseStorage):
+        self.name, self.storage, self.ended_at = name, storage, float("-inf")
 
     def call(self, fn, name: str, *args, **kwargs):
         began, wait = None, FIRST_WAIT_S
@@ -54,11 +54,11 @@ class Outages:
                 result = fn(*args, **kwargs)
             except optuna.exceptions.UpdateFinishedTrialError:
                 # the state change went through just before the connection broke: the retry finds it done
-                if began is not None and name == "set_trial_state_values" and _already(fn.__self__, args, kwargs):
+                if began is not None and name == "set_trial_state_values" and self._already(fn, args, kwargs):
                     result = True
                 else:
                     raise
-            except (optuna.exceptions.StorageInternalError, _dbapi_error()) as err:
+            except (optuna.exceptions.StorageInternalError, DBAPIError) as err:
                 if not connection_lost(err):
                     raise
                 now = time.monotonic()
@@ -80,6 +80,12 @@ class Outages:
                 self._say(f"the trial database {self.name} is back after {time.monotonic() - began:.0f} s")
             return result
 
+    def _already(self, fn, args, kwargs) -> bool:
+        """Whether the trial is already in the state a `set_trial_state_values(trial_id, state, ...)` asked for
+        (Optuna passes `state` by keyword, so the call is bound to its signature)."""
+        call = inspect.signature(fn).bind(*args, **kwargs).arguments
+        return TrialState(self.storage.get_trial(call["trial_id"]).state) == call["state"]
+
     def recent(self) -> bool:
         """Whether an outage ended within the heartbeat grace: live workers' heartbeats could not land during it."""
         return time.monotonic() - self.ended_at < GRACE_S + 2 * HEARTBEAT_S
@@ -93,22 +99,11 @@ def survive_outages(storage: optuna.storages.RDBStorage, name: str) -> Outages:
     """Make every call of `storage` a worker uses wait out a lost connection (see the module's docstring). The
     storage stays the RDBStorage Optuna expects (its caching and heartbeats keep working): the retrying calls are
     set on the instance."""
-    outages = Outages(name)
+    outages = Outages(name, storage)
     for call in CALLS:
         fn = getattr(storage, call)
         setattr(storage, call, functools.wraps(fn)(functools.partial(outages.call, fn, call)))
     return outages
-
-
-def _dbapi_error() -> type:
-    from sqlalchemy.exc import DBAPIError
-
-    return DBAPIError
-
-
-def _already(storage, args, kwargs) -> bool:
-    trial_id, state = (list(args) + [kwargs.get("trial_id"), kwargs.get("state")])[:2]
-    return TrialState(storage.get_trial(trial_id).state) == state
 
 
 def _first_line(err: BaseException) -> str:

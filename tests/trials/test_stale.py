@@ -55,10 +55,32 @@ def test_one_sacct_call_answers_for_every_stale_trial(tmp_path, monkeypatch):
 def test_no_trial_is_failed_as_stale_within_the_grace_after_a_database_outage(tmp_path):
     study, trial = _study_with_a_stale_trial(tmp_path, {})
     rdb = study._storage._backend
-    outages = Outages("the test's database")
+    outages = Outages("the test's database", rdb)
     filter_stale_trials(rdb, outages)
     assert rdb._get_stale_trial_ids(study._study_id) == [trial._trial_id]
     outages.ended_at = time.monotonic()  # the server just came back: heartbeats could not land while it was down
     assert rdb._get_stale_trial_ids(study._study_id) == []
     outages.ended_at -= 3600
     assert rdb._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+
+
+def test_a_state_change_that_landed_just_before_the_connection_broke_counts_as_done(tmp_path):
+    """The retry of a write that went through finds the trial finished: that is success, not UpdateFinishedTrialError.
+    Optuna passes the state by keyword (`set_trial_state_values(trial_id, state=FAIL)`), as here."""
+    from sqlalchemy.exc import OperationalError
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/lab.db")
+    trial = optuna.create_study(storage=storage).ask()
+    attempts = []
+
+    def lands_then_drops(trial_id, state, values=None):
+        attempts.append(state)
+        done = storage.set_trial_state_values(trial_id, state, values)
+        if len(attempts) == 1:
+            raise OperationalError("UPDATE trials", {}, Exception("server closed the connection unexpectedly"))
+        return done
+
+    outages = Outages("the test's database", storage)
+    assert outages.call(lands_then_drops, "set_trial_state_values", trial._trial_id,
+                        state=optuna.trial.TrialState.FAIL) is True
+    assert len(attempts) == 2 and storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.FAIL
