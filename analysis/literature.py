@@ -59,7 +59,7 @@ def load_findings(path: Path = LITERATURE) -> list[Finding]:
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         raise ConfigError("findings", f"{path} holds no list of findings", "write findings: [- id: ..., text: ..., ...]",
                           str(path))
-    return [from_dict(Finding, {k: v for k, v in f.items()}, f"findings[{i}].") for i, f in enumerate(data["findings"])]
+    return [from_dict(Finding, f, f"findings[{i}].") for i, f in enumerate(data["findings"])]
 
 
 def check(findings: list[Finding], effects: list[Effect], maximize: bool, min_effect: float) -> list[Check]:

@@ -14,10 +14,15 @@ import os
 PRELOAD = ["torch", "lightning", "optuna", "sqlalchemy"]  # heavy, and read no LCLAB_* setting
 
 
-def start(target: str, *args) -> mp.process.BaseProcess:
-    """A started worker process running `target` ("package.module:function") with `args`."""
+def context() -> mp.context.BaseContext:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def start(target: str, *args) -> mp.process.BaseProcess:
+    """A started worker process running `target` ("package.module:function") with `args` (queues from `context()`)."""
+    ctx = context()
     proc = ctx.Process(target=_boot, args=(dict(os.environ), os.getcwd(), target, args))
     proc.start()
     return proc

@@ -2,7 +2,6 @@
 watches them and tells the truth about how they ended."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -13,7 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from lclab.errors import DivergedError, SweepError
-from lclab.workers import start
+from lclab.workers import context, start
 from lclab.trials.db import GRACE_S, HEARTBEAT_S
 
 from .objective import Objective
@@ -47,7 +46,7 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     for attempt in range(2):  # a second round only for trials a dead worker left RUNNING
         stamp = time.strftime("%Y%m%d-%H%M%S")
         logs = [str((lab_dir / "logs" / space.name / f"{stamp}-worker{i}.log").resolve()) for i in range(workers)]
-        errors = mp.get_context("forkserver").SimpleQueue()  # a worker's last words, even when its log cannot be written
+        errors = context().SimpleQueue()  # a worker's last words, even when its log cannot be written
         procs = [start(f"{__name__}:worker", str(space.source), str(lab_dir), threads, log, space.storage, errors)
                  for log in logs]
         _watch(procs, study, on_tick)
