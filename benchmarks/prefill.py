@@ -35,12 +35,10 @@ def measure(args: tuple[str, int, int, int]) -> dict:
     with torch.inference_mode():
         for _ in range(repeats + 1):  # the first run warms up allocator and kernels
             t0 = time.perf_counter()
-            if mode == "full":
-                embeds, positions = model.prefix(context, "full")
-            else:
-                embeds, positions = model.prefix(context, "compressed")  # runs encoder + adapter
+            frame = model.frame(mode, T, 1, context.device, torch.float32)  # S = 1: the prefix alone
+            embeds = model.prefix(context, mode, frame)  # compressed: runs encoder + adapter
             t1 = time.perf_counter()
-            model.decoder(embeds, positions)
+            model.decoder(embeds, frame.rope)
             t2 = time.perf_counter()
             enc_times.append(t1 - t0)
             dec_times.append(t2 - t1)

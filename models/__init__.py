@@ -5,7 +5,7 @@ reads); a plugin adds entries without editing this package."""
 from .accounting import flops_per_token, forward_flops, param_counts
 from .adapter import ADAPTERS, Adapter
 from .attention import BACKENDS
-from .config import AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig, SpecialTokens, TransformerConfig
+from .config import ARCHITECTURE_VERSION, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig, SpecialTokens, TransformerConfig
 from .lclm import LCLM
 from .modes import MODES, Mode
 from .pooling import POOLINGS, Pooling
@@ -13,5 +13,5 @@ from .pooling import POOLINGS, Pooling
 __all__ = [
     "LCLM", "ModelConfig", "TransformerConfig", "EncoderConfig", "AdapterConfig", "DecoderConfig", "SpecialTokens",
     "POOLINGS", "Pooling", "ADAPTERS", "Adapter", "BACKENDS", "MODES", "Mode",
-    "param_counts", "forward_flops", "flops_per_token",
+    "ARCHITECTURE_VERSION", "param_counts", "forward_flops", "flops_per_token",
 ]

@@ -12,6 +12,11 @@ from typing import Any, Literal
 from lclab.errors import ConfigError
 
 
+# bumped whenever the same config builds a different computation, so that weights cached under the old one (the
+# warm decoders) are never loaded into the new one. 2: half-split RoPE, SwiGLU hidden sizes rounded to tiles.
+ARCHITECTURE_VERSION = 2
+
+
 class SpecialTokens:
     """Token ids every lclab vocabulary reserves (tokenizers put them first)."""
 
@@ -21,8 +26,10 @@ class SpecialTokens:
 
 
 def swiglu_hidden(d_model: int, mlp_ratio: float) -> int:
-    # 2/3 keeps SwiGLU's parameter count equal to a GELU MLP of the same ratio (LLaMA)
-    return int(2 * mlp_ratio * d_model / 3)
+    """2/3 keeps SwiGLU's parameter count near a GELU MLP of the same ratio (LLaMA); rounded up to a multiple of
+    128 (64 below d_model 512) so that its GEMMs take the tensor cores' full tiles (1365 -> 1408 at d_model 512)."""
+    multiple = 128 if d_model >= 512 else 64
+    return -(-int(2 * mlp_ratio * d_model / 3) // multiple) * multiple
 
 
 @dataclass

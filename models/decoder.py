@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-from .layers import Block, rope_tables
+from .layers import Block
 
 
 class Decoder(nn.Module):
@@ -20,9 +20,9 @@ class Decoder(nn.Module):
         self.head = nn.Linear(dec.d_model, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied: fewer parameters at lab scale
 
-    def forward(self, embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """embeds: (B, L, D), positions: (L,) RoPE positions -> final hidden states (B, L, D); `head` gives logits."""
-        rope = rope_tables(positions, self.head_dim)
+    def forward(self, embeds: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """embeds: (B, L, D), rope: cos, sin tables (L, hd/2) of the positions -> final hidden states (B, L, D);
+        `head` gives logits."""
         x = embeds
         for block in self.blocks:
             x = block(x, rope, causal=True)

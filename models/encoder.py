@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .config import ModelConfig, SpecialTokens
-from .layers import Block, rope_tables
+from .attention import BACKENDS, KeyMask
+from .layers import Block, compute_dtype, rope_tables
 from .pooling import POOLINGS
 
 
@@ -27,6 +28,8 @@ class WindowEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(enc.d_model, enc.n_heads, enc.mlp_ratio, cfg.attention) for _ in range(enc.n_layers))
         self.norm = nn.RMSNorm(enc.d_model)
         self.pooling = POOLINGS[cfg.pooling](cfg)
+        self.backend = BACKENDS["sdpa" if cfg.attention == "auto" else cfg.attention]
+        self._cache: dict = {}  # (B, T, device, dtype) -> RoPE tables and prepared mask
 
     def windows(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cut (B, T) tokens into (B, n, W) windows and their validity mask."""
@@ -38,30 +41,32 @@ class WindowEncoder(nn.Module):
         valid = F.pad(torch.ones_like(context, dtype=torch.bool), pad, value=False).unfold(1, self.window, stride)
         return tokens, valid
 
-    def attention_mask(self, valid: torch.Tensor) -> torch.Tensor:
-        """(N, 1, L, L) bool: padding is never a key; every token may attend to itself (no empty rows)."""
-        L = valid.shape[-1]
-        eye = torch.eye(L, dtype=torch.bool, device=valid.device)
-        mask = valid[:, None, None, :]  # (N, 1, 1, L)
-        if self.cfg.mask == "causal":
-            mask = mask & torch.ones(L, L, dtype=torch.bool, device=valid.device).tril()
-        return mask | eye
+    def _attention(self, B: int, T: int, key_valid: torch.Tensor, dtype: torch.dtype):
+        """RoPE tables and the prepared attention mask for windows of this shape (cached: they depend on shapes only).
+        Full windows without markers need no mask at all, so SDPA keeps its flash kernels."""
+        key = (B, T, key_valid.device, dtype)
+        if key not in self._cache:
+            L = key_valid.shape[-1]
+            rope = rope_tables(torch.arange(L, device=key_valid.device), self.cfg.head_dim, dtype)
+            mask = None if bool(key_valid.all()) else self.backend.prepare(KeyMask(key_valid, self.cfg.mask == "causal"))
+            self._cache[key] = rope, mask
+        return self._cache[key]
 
     def forward(self, context: torch.Tensor) -> torch.Tensor:
         """context: (B, T) token ids -> latents (B, ceil(T / r), D_enc)."""
         B, T = context.shape
         tokens, valid = self.windows(context)  # (B, n, W)
         tokens, valid = rearrange(tokens, "b n w -> (b n) w"), rearrange(valid, "b n w -> (b n) w")
-        x = self.embed(tokens)  # (B*n, W, D)
+        x = self.embed(tokens).to(compute_dtype(tokens.device))  # (B*n, W, D)
         key_valid = valid
         markers = self.pooling.markers()
         if markers is not None:  # memory pooling: learned markers read the whole window
             x = torch.cat([x, markers.expand(x.shape[0], -1, -1).type_as(x)], dim=1)  # (B*n, W + m, D)
             key_valid = F.pad(valid, (0, markers.shape[0]), value=True)
-        mask = self.attention_mask(key_valid)
-        rope = rope_tables(torch.arange(x.shape[1], device=x.device), self.cfg.d_model // self.cfg.n_heads)
+        rope, mask = self._attention(B, T, key_valid, x.dtype)
+        causal = mask is None and self.cfg.mask == "causal"
         for block in self.blocks:
-            x = block(x, rope, mask)
+            x = block(x, rope, mask, causal)
         latents = self.pooling(self.norm(x), valid)  # (B*n, S / r, D)
         latents = rearrange(latents, "(b n) g d -> b (n g) d", b=B)
         return latents[:, : math.ceil(T / self.ratio)]  # drop groups made only of padding

@@ -10,18 +10,25 @@ from .attention import BACKENDS
 from .config import swiglu_hidden
 
 
-def rope_tables(positions: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin of shape (L, head_dim // 2) for rotary embeddings at `positions` (L,)."""
+def compute_dtype(device: torch.device) -> torch.dtype:
+    """The dtype activations and the residual stream run in: autocast's (bf16 on GPU) where it is on, else fp32.
+    Weights and optimizer state stay fp32 either way."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else torch.float32
+
+
+def rope_tables(positions: torch.Tensor, head_dim: int, dtype: torch.dtype = torch.float32,
+                base: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin of shape (L, head_dim // 2) for rotary embeddings at `positions` (L,), in `dtype`. Angles are taken
+    in fp32; callers cache the tables per shape, so no step recomputes them."""
     inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     angles = torch.outer(positions.float(), inv_freq)
-    return angles.cos(), angles.sin()
+    return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, H, T, hd); rotate (even, odd) pairs by position-dependent angles
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, H, T, hd/2) each
-    rotated = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.flatten(-2).type_as(x)
+    # x: (B, H, T, hd); half-split layout: dims i and i + hd/2 form a rotated pair (contiguous reads, x's dtype)
+    x1, x2 = x.chunk(2, dim=-1)  # (B, H, T, hd/2) each
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
 class SelfAttention(nn.Module):
@@ -30,14 +37,14 @@ class SelfAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.attend = BACKENDS["sdpa" if backend == "auto" else backend]
+        self.backend = BACKENDS["sdpa" if backend == "auto" else backend]
 
     def forward(self, x, rope=None, mask=None, causal=False):
-        # x: (B, T, D); mask: bool (B, 1, T, T), True = may attend
+        # x: (B, T, D); mask: None, or the backend's prepared KeyMask
         q, k, v = rearrange(self.qkv(x), "b t (three h hd) -> three b h t hd", three=3, h=self.n_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        y = self.attend(q, k, v, mask, causal)  # (B, H, T, hd)
+        y = self.backend.attend(q, k, v, mask, causal)  # (B, H, T, hd)
         return self.proj(rearrange(y, "b h t hd -> b t (h hd)"))
 
 

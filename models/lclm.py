@@ -4,6 +4,8 @@ What the decoder reads before the text depends on the mode (`modes.py`); the los
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 
@@ -11,7 +13,16 @@ from .adapter import ADAPTERS
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import WindowEncoder
+from .layers import compute_dtype, rope_tables
 from .modes import MODES
+
+
+class Frame(NamedTuple):
+    before: torch.Tensor  # (len(before),) special token ids before what the decoder reads
+    after: torch.Tensor  # (len(after),) and after it
+    prefix_len: int  # P: decoder positions before the text
+    positions: torch.Tensor  # (P + S - 1,) RoPE positions of the decoder input
+    rope: tuple[torch.Tensor, torch.Tensor]  # their cos, sin tables in the compute dtype
 
 
 class LCLM(nn.Module):
@@ -22,6 +33,7 @@ class LCLM(nn.Module):
         self.adapter = ADAPTERS[cfg.adapter.kind](cfg)
         self.decoder = Decoder(cfg)
         self.apply(self._init_weights)
+        self._frames: dict = {}  # (mode, T, S, device, dtype) -> Frame
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -38,44 +50,54 @@ class LCLM(nn.Module):
         """context: (B, T) -> latents in decoder space (B, ceil(T / r), D_dec)."""
         return self.adapter(self.encoder(context))
 
-    def prefix(self, context: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder input before the text: embeddings (B, P, D_dec) and RoPE positions (P,).
+    def frame(self, mode: str, T: int, S: int, device: torch.device, dtype: torch.dtype) -> Frame:
+        """The special tokens, RoPE positions and tables of a (mode, context length T, text length S) sequence.
+        They depend on shapes only, so they are built once (on the host) and cached on the device: a training step
+        then sends nothing from the host and waits for nothing.
 
         Positions follow the full-context frame (<bos> 0, context token t at 1 + t, text from T + 1).
         With aligned latent positions a latent sits where its group's last token would, markers sit
         between integer positions, and the text keeps its full-context positions in every mode.
         """
-        B, T = context.shape
-        device = context.device
+        key = (mode, T, S, device, dtype)
+        if key in self._frames:
+            return self._frames[key]
         m = MODES[mode]
-        before, after = (torch.tensor(ids, device=device, dtype=torch.long) for ids in (m.before, m.after))
-        embed = self.decoder.embed
+        before, after = torch.tensor(m.before, dtype=torch.long), torch.tensor(m.after, dtype=torch.long)
+        L = m.middle_len(T, self.cfg.ratio)
+        if m.reads == "latents" and self.cfg.latent_positions == "aligned":
+            middle_pos, end = (torch.arange(1, L + 1) * self.cfg.ratio).clamp(max=T), T
+        else:  # raw context, no context, or latents packed one after another
+            middle_pos, end = torch.arange(1, L + 1), L
+        # <bos> at 0, then markers before the middle at fractions of a step, markers after it likewise
+        before_pos = torch.arange(len(before)) / len(before)
+        after_pos = end + torch.arange(1, len(after) + 1) / (len(after) + 1)
+        prefix_pos = torch.cat([before_pos, middle_pos.float(), after_pos])
+        text_pos = end + 1 + torch.arange(S - 1)  # an integer: the text's position is the same in every mode
+        positions = torch.cat([prefix_pos, text_pos.float()]).to(device)
+        frame = Frame(before.to(device), after.to(device), len(prefix_pos), positions,
+                      rope_tables(positions, self.decoder.head_dim, dtype))
+        self._frames[key] = frame
+        return frame
+
+    def prefix(self, context: torch.Tensor, mode: str, frame: Frame) -> torch.Tensor:
+        """The decoder input before the text: embeddings (B, P, D_dec) in the frame's dtype."""
+        B = context.shape[0]
+        m, embed = MODES[mode], self.decoder.embed
         if m.reads == "context":
-            middle, middle_pos = embed(context), torch.arange(1, T + 1, device=device)  # (B, T, D)
-            end = T
+            middle = embed(context)  # (B, T, D)
         elif m.reads == "nothing":
-            middle, middle_pos = embed.weight.new_zeros(B, 0, embed.embedding_dim), torch.zeros(0, device=device)
-            end = 0
+            middle = embed.weight.new_zeros(B, 0, embed.embedding_dim)
         else:
             middle = self.compress(context)  # (B, ceil(T/r), D)
-            L = middle.shape[1]
-            aligned = self.cfg.latent_positions == "aligned"
-            middle_pos = (torch.arange(1, L + 1, device=device) * self.cfg.ratio).clamp(max=T) if aligned else \
-                torch.arange(1, L + 1, device=device)
-            end = T if aligned else L
-        # <bos> at 0, then markers before the middle at fractions of a step, markers after it likewise
-        before_pos = torch.arange(len(before), device=device) / len(before)
-        after_pos = end + torch.arange(1, len(after) + 1, device=device) / (len(after) + 1)
-        positions = torch.cat([before_pos, middle_pos.float(), after_pos])
-        embeds = torch.cat([embed(before).expand(B, -1, -1), middle, embed(after).expand(B, -1, -1)], dim=1)
-        return embeds, positions
+        parts = [embed(frame.before).expand(B, -1, -1), middle, embed(frame.after).expand(B, -1, -1)]
+        return torch.cat([p.to(frame.rope[0].dtype) for p in parts], dim=1)
 
     def forward(self, context: torch.Tensor, text: torch.Tensor, mode: str = "compressed") -> torch.Tensor:
         """context: (B, T), text: (B, S) -> logits (B, S, V); logits[:, i] predicts text[:, i]."""
-        prefix, prefix_pos = self.prefix(context, mode)  # (B, P, D), (P,)
-        P, S = prefix.shape[1], text.shape[1]
-        embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1])], dim=1)  # (B, P + S - 1, D)
-        text_start = prefix_pos[-1].floor() + 1  # an integer: the text's position is the same in every mode
-        positions = torch.cat([prefix_pos, text_start + torch.arange(S - 1, device=text.device)])
-        hidden = self.decoder(embeds, positions)
-        return self.decoder.head(hidden[:, P - 1:])  # (B, S, V)
+        (B, T), S = context.shape, text.shape[1]
+        frame = self.frame(mode, T, S, context.device, compute_dtype(context.device))
+        prefix = self.prefix(context, mode, frame)  # (B, P, D)
+        embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1]).to(prefix.dtype)], dim=1)  # (B, P + S - 1, D)
+        hidden = self.decoder(embeds, frame.rope)
+        return self.decoder.head(hidden[:, frame.prefix_len - 1:])  # (B, S, V)

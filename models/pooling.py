@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 from lclab.registry import Registry
 
-from .attention import BACKENDS
 from .config import ModelConfig
 from .part import Part
 
@@ -146,7 +146,6 @@ class AttentionPooling(Pooling):
         self.norm = nn.RMSNorm(d)
         self.kv = nn.Linear(d, 2 * d, bias=False)
         self.proj = nn.Linear(d, d, bias=False)
-        self.attend = BACKENDS["sdpa" if cfg.attention == "auto" else cfg.attention]
 
     def forward(self, states, valid):
         g, v = self.groups(states, valid)
@@ -154,7 +153,8 @@ class AttentionPooling(Pooling):
         k, val = rearrange(self.kv(self.norm(g)), "n g r (two h hd) -> two (n g) h r hd", two=2, h=self.n_heads)
         q = rearrange(self.queries, "g (h hd) -> g h 1 hd", h=self.n_heads).repeat(N, 1, 1, 1)  # (N*G, H, 1, hd)
         mask = rearrange(v | ~v.any(-1, keepdim=True), "n g r -> (n g) 1 1 r")  # all-pad groups attend anywhere
-        pooled = self.attend(q, k, val, mask, False)  # (N*G, H, 1, hd)
+        # one query over r keys: SDPA's small dense mask whatever the backend
+        pooled = F.scaled_dot_product_attention(q, k, val, attn_mask=mask)  # (N*G, H, 1, hd)
         return self.proj(rearrange(pooled, "(n g) h 1 hd -> n g (h hd)", n=N))
 
 

@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 
 from lclab.errors import ConfigError
-from lclab.models import MODES, ModelConfig, flops_per_token, forward_flops, param_counts
+from lclab.models import ARCHITECTURE_VERSION, MODES, ModelConfig, flops_per_token, forward_flops, param_counts
 from lclab.models.attention import resolve
 
 from .config import TrainConfig, TrialConfig
@@ -105,7 +105,7 @@ def warm_decoder(cfg: TrialConfig, on_progress: Callable[[dict], None] | None = 
     base = dataclasses.replace(ModelConfig(), vocab_size=m.vocab_size, decoder=m.decoder, latent_positions=m.latent_positions)
     warm = dataclasses.replace(cfg, name="warm-decoder", seed=0, model=base, train=t, progress=False,
                                output_dir=str(cache_dir() / "warm"))
-    path = cache_dir() / "warm" / f"decoder-{warm.hash()}.pt"
+    path = cache_dir() / "warm" / f"decoder-{warm.hash()}-arch{ARCHITECTURE_VERSION}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     # only rank 0 of a DDP trial takes the lock: the other ranks follow its decision below
     with FileLock(f"{path}.lock") if is_leader() else contextlib.nullcontext():

@@ -88,12 +88,11 @@ def test_param_counts_add_up_and_compression_saves_decoder_flops():
 @pytest.mark.parametrize("scheme", ["aligned", "sequential"])
 def test_latent_positions(scheme):
     model = make(latent_positions=scheme)
-    context = torch.randint(8, 64, (1, 30))
-    _, positions = model.prefix(context, "compressed")
+    positions = model.frame("compressed", 30, 1, torch.device("cpu"), torch.float32).positions  # S = 1: no text
     latent_pos = positions[2:-1]  # between <bos> <mem> and </mem>
     expected = (torch.arange(1, 9) * 4).clamp(max=30) if scheme == "aligned" else torch.arange(1, 9)
     assert torch.equal(latent_pos, expected.float())
-    _, full_pos = model.prefix(context, "full")
+    full_pos = model.frame("full", 30, 1, torch.device("cpu"), torch.float32).positions
     assert torch.equal(full_pos, torch.arange(31).float())
     if scheme == "aligned":  # the text starts at the same position as with raw context
         assert positions[-1].floor() == full_pos[-1]

@@ -11,6 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from lclab.models import ADAPTERS, BACKENDS, LCLM, MODES, POOLINGS, AdapterConfig, DecoderConfig, EncoderConfig, ModelConfig, forward_flops
+from lclab.models.attention import KeyMask
 from lclab.plugins import load_plugins
 from lclab.search_space.registry import PRUNERS, SAMPLERS, build
 from lclab.trials import TASKS, DataConfig
@@ -88,15 +89,42 @@ def test_every_mode_runs_and_its_flops_are_counted(mode, pooling, adapter):
     assert abs(2 * forward_flops(model.cfg, T, text_len, mode)["total"] - total) <= 0.1 * total
 
 
+def reference_attention(q, k, v, allowed):
+    scores = (q @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
+    return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
+
+
 @pytest.mark.parametrize("backend", BACKENDS.names())
-def test_attention_backends_agree_with_sdpa(backend):
-    q, k, v = torch.randn(3, 2, 3, 9, 8).unbind(0)
-    mask = torch.rand(2, 1, 9, 9) > 0.3
-    mask |= torch.eye(9, dtype=torch.bool)
+def test_attention_backends_agree_with_the_definition(backend):
     if backend == "xformers" and not torch.cuda.is_available():
         pytest.skip("xformers attention needs a CUDA GPU")
-    for m, causal in ((mask, False), (None, True)):
-        torch.testing.assert_close(BACKENDS[backend](q, k, v, m, causal), BACKENDS["sdpa"](q, k, v, m, causal))
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 2, 20, 8).unbind(0)
+    valid = torch.ones(4, 20, dtype=torch.bool)
+    valid[0, :5] = False  # an overlap window's padding in front, a last window's padding behind
+    valid[3, 12:] = False
+    attend = BACKENDS[backend].attend
+    for causal in (False, True):
+        keys = KeyMask(valid, causal)
+        torch.testing.assert_close(attend(q, k, v, BACKENDS[backend].prepare(keys), False),
+                                   reference_attention(q, k, v, keys.dense()))
+        no_mask = torch.ones(20, 20, dtype=torch.bool).tril() if causal else torch.ones(20, 20, dtype=torch.bool)
+        torch.testing.assert_close(attend(q, k, v, None, causal), reference_attention(q, k, v, no_mask))
+
+
+@pytest.mark.parametrize("pooling,mask,overlap", [("mean", "bidirectional", 4), ("memory", "causal", 0),
+                                                   ("mean", "causal", 0)])
+def test_the_flex_encoder_matches_the_sdpa_encoder(pooling, mask, overlap):
+    # padded and overlapping windows and memory markers take block masks under flex, dense masks under sdpa
+    torch.manual_seed(0)
+    cfgs = [config(pooling, overlap=overlap, d_dec=32) for _ in range(2)]
+    for cfg, backend in zip(cfgs, ("sdpa", "flex")):
+        cfg.attention, cfg.encoder.mask = backend, mask
+    sdpa, flex = LCLM(cfgs[0]), LCLM(cfgs[1])
+    flex.load_state_dict(sdpa.state_dict())
+    context = torch.randint(8, 64, (2, 37))  # not a multiple of the stride: the last window is padded
+    with torch.no_grad():  # FlexAttention has no backward on CPU (`auto` picks it on CUDA only)
+        torch.testing.assert_close(flex.encoder(context), sdpa.encoder(context), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("task", TASKS.names())

@@ -23,7 +23,7 @@ class SoftmaxGatePooling(Pooling):
 
     @classmethod
     def n_params(cls, cfg):
-        return cfg.encoder.d_model + 1  # the score's weight and bias
+        return cfg.encoder.d_model  # the score's weight (a bias would not move a softmax)
 
     @classmethod
     def flops(cls, cfg, n_windows):
@@ -31,7 +31,7 @@ class SoftmaxGatePooling(Pooling):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.score = nn.Linear(cfg.encoder.d_model, 1)
+        self.score = nn.Linear(cfg.encoder.d_model, 1, bias=False)
 
     def forward(self, states, valid):
         g, v = self.groups(states, valid)  # (N, G, r, D), (N, G, r)
