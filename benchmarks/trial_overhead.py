@@ -1,12 +1,22 @@
-"""Step time of the Lightning trial vs a bare PyTorch loop of the same model, batches, optimizer and
-clipping, in one process (target: ratio <= 1.03).
+"""What a trial costs beyond its training steps, on CPU, in one run:
 
-    python benchmarks/trial_overhead.py [--steps 60] [--config configs/trial/tiny.yaml]
+  lightning / bare   step time of the Lightning trial vs a bare PyTorch loop of the same module, batches, optimizer
+                     and clipping (target <= 1.03)
+  whole / steps      the whole `run_trial` call (setup, validation with its baselines, checkpoints, metrics) vs the
+                     sum of its training steps (target <= 1.15; the warm decoder is cached beforehand)
+  new / baseline     with `--baseline REV`: the same trial on this checkout and on commit REV (installed apart), run
+                     alternately in fresh processes, so that machine drift hits both (target: not slower, <= 1.0)
+
+    python benchmarks/trial_overhead.py [--steps 400] [--repeats 2] [--config configs/trial/tiny.yaml] [--baseline REV]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,25 +26,47 @@ import torch
 
 from _common import report
 from lclab.trials import LCLMTrial, load_config, run_trial
-from lclab.trials.data import make_source
-from lclab.trials.metrics import masked_loss
+from lclab.trials.data import compose, make_source
 from lclab.trials.run import resolve_config
 
 ROOT = Path(__file__).parents[1]
 
+# run in a fresh process against whichever lclab is importable there: this checkout or the baseline's install
+TIMED_TRIAL = """
+import json, sys, time, lightning as L
+from lclab.trials import load_config, run_trial
+class Steps(L.Callback):
+    def __init__(self): self.spans = []
+    def on_train_batch_start(self, *a): self.t = time.perf_counter()
+    def on_train_batch_end(self, *a): self.spans.append(time.perf_counter() - self.t)
+steps = Steps()
+cfg = load_config(sys.argv[1], sys.argv[2:])
+started = time.perf_counter()
+run_trial(cfg, callbacks=[steps])
+print(json.dumps({"whole_s": time.perf_counter() - started, "steps_s": sum(steps.spans), "step_s": steps.spans}))
+"""
 
-class StepTimer(L.Callback):
+
+class StepSpans(L.Callback):
     def __init__(self):
-        self.stamps = []
+        self.spans, self.stamps = [], []
+
+    def on_train_batch_start(self, *args):
+        self.started = time.perf_counter()
 
     def on_train_batch_end(self, *args):
-        self.stamps.append(time.perf_counter())
+        now = time.perf_counter()
+        self.spans.append(now - self.started)
+        self.stamps.append(now)
 
 
-def lightning_steps(cfg, steps) -> list[float]:
-    timer = StepTimer()
-    run_trial(cfg, callbacks=[timer])
-    return [b - a for a, b in zip(timer.stamps, timer.stamps[1:])]
+def lightning_run(cfg) -> dict:
+    spans = StepSpans()
+    started = time.perf_counter()
+    run_trial(cfg, callbacks=[spans])
+    whole = time.perf_counter() - started
+    return {"whole_s": whole, "steps_s": sum(spans.spans),
+            "step_s": [b - a for a, b in zip(spans.stamps, spans.stamps[1:])]}
 
 
 def bare_steps(cfg, steps) -> list[float]:
@@ -46,10 +78,8 @@ def bare_steps(cfg, steps) -> list[float]:
     optimizer, scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     stamps = []
     for step in range(steps):
-        batch = source.train_batch(cfg.seed, step, cfg.train.batch_size)
-        mode = module.mode_for_step(step)
-        text, mask = module.targets(batch, mode)
-        loss = masked_loss(module.model(batch["context"], text, mode), text, mask)
+        batch = compose(source.train_batch(cfg.seed, step, cfg.train.batch_size), cfg.train.composition(), cfg.seed, step)
+        loss = module.training_losses(batch)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.model.parameters(), cfg.train.grad_clip)
@@ -59,25 +89,71 @@ def bare_steps(cfg, steps) -> list[float]:
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
+def install(rev: str, where: Path) -> Path:
+    """Commit REV's lclab, installed (not editable) under WHERE/site; its configs under WHERE/src."""
+    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(where / "src"), rev], cwd=ROOT, check=True,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(where / "site"), str(where / "src")], check=True, capture_output=True)
+    return where
+
+
+def timed_trial(config: Path, overrides: list[str], site: Path | None, cwd: Path) -> dict:
+    # outside the repository (cwd), so that PYTHONPATH's install, not this checkout, provides lclab
+    env = {**os.environ, **({"PYTHONPATH": str(site)} if site else {})}
+    out = subprocess.run([sys.executable, "-c", TIMED_TRIAL, str(config), *overrides], env=env, cwd=cwd,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs" / "trial" / "tiny.yaml"))
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--baseline", default=None, help="a commit to compare this checkout against")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        cfg = load_config(a.config, [f"train.steps={a.steps}", "progress=false", f"output_dir={out}",
-                                     "train.full_context_share=0.1", "train.reconstruction_share=0.1"])
-        rows, medians = [], {"lightning": [], "bare": []}
+    rows, extra = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ.setdefault("LCLAB_CACHE", str(tmp / "cache"))
+        overrides = [f"train.steps={a.steps}", "progress=false", f"output_dir={tmp / 'runs'}",
+                     "train.full_context_share=0.1", "train.reconstruction_share=0.1"]
+        cfg = load_config(a.config, overrides)
+        run_trial(load_config(a.config, [*overrides, "train.steps=1"]))  # the warm decoder, cached once
+        medians = {"lightning": [], "bare": []}
         for r in range(a.repeats):  # interleaved, so drift in machine speed hits both alike
-            for name, fn in (("bare", bare_steps), ("lightning", lightning_steps)):
-                times = fn(cfg, a.steps)[5:]  # first steps warm up allocators
-                medians[name].append(statistics.median(times))
-                rows.append([name, r, statistics.median(times) * 1e3, statistics.mean(times) * 1e3])
-    ratio = statistics.mean(medians["lightning"]) / statistics.mean(medians["bare"])
-    rows.append(["lightning / bare", "", ratio, ""])
-    report("trial_overhead", ["loop", "repeat", "median step ms", "mean step ms"], rows,
-           {"ratio_median_step": ratio, "target": 1.03})
+            times = bare_steps(cfg, a.steps)[5:]  # the first steps warm up allocators
+            medians["bare"].append(statistics.median(times))
+            rows.append(["bare loop", r, statistics.median(times) * 1e3, ""])
+            run = lightning_run(cfg)
+            medians["lightning"].append(statistics.median(run["step_s"][5:]))
+            rows.append(["lightning trial", r, medians["lightning"][-1] * 1e3, run["whole_s"] / run["steps_s"]])
+            extra.setdefault("whole_over_steps", []).append(run["whole_s"] / run["steps_s"])
+        ratio = statistics.mean(medians["lightning"]) / statistics.mean(medians["bare"])
+        rows.append(["lightning / bare", "", ratio, ""])
+        extra |= {"ratio_median_step": ratio, "target": 1.03, "target_whole_over_steps": 1.15}
+        if a.baseline:
+            base = install(a.baseline, tmp / "baseline")
+            config = Path(a.config).resolve()
+            base_config = base / "src" / config.relative_to(ROOT)
+            new, old = [], []
+            for c, site in ((config, None), (base_config, base / "site")):  # each code's warm decoder, cached once
+                timed_trial(c, [*overrides, "train.steps=1"], site, tmp)
+            for r in range(a.repeats):
+                new.append(timed_trial(config, overrides, None, tmp))
+                old.append(timed_trial(base_config, overrides, base / "site", tmp))
+                for label, run in (("this checkout", new[-1]), (f"baseline {a.baseline}", old[-1])):
+                    rows.append([label, r, statistics.median(run["step_s"][5:]) * 1e3, run["whole_s"] / run["steps_s"]])
+            step_ratio = statistics.mean(statistics.median(x["step_s"][5:]) for x in new) / \
+                statistics.mean(statistics.median(x["step_s"][5:]) for x in old)
+            whole_ratio = statistics.mean(x["whole_s"] for x in new) / statistics.mean(x["whole_s"] for x in old)
+            rows.append(["new / baseline (step)", "", step_ratio, ""])
+            rows.append(["new / baseline (whole trial)", "", whole_ratio, ""])
+            extra |= {"baseline": a.baseline, "new_over_baseline_step": step_ratio,
+                      "new_over_baseline_whole": whole_ratio}
+            subprocess.run(["git", "worktree", "remove", "--force", str(base / "src")], cwd=ROOT, capture_output=True)
+    report("trial_overhead", ["loop", "repeat", "median step ms", "whole trial / its steps"], rows, extra)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Parameter counts per component and analytic forward FLOPs (matmuls, 2 FLOPs per multiply-add).
 
-Attention counts the full score matrix (QK^T and AV), which is what the kernels compute; causal
-masking does not halve it. Norms, activations and embedding lookups are not counted, as in
+Attention counts the full score matrix (QK^T and AV), which is what `torch.utils.flop_counter` counts and the
+PaLM MFU convention uses; `causal_half=True` counts half of it for causal attention (the decoder, a causal encoder),
+what a causal kernel executes. Norms, activations and embedding lookups are not counted, as in
 `torch.utils.flop_counter`.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ def param_counts(model: nn.Module) -> dict[str, int]:
     return counts
 
 
-def forward_flops(cfg: ModelConfig, context_len: int, text_len: int, mode: str = "compressed") -> dict[str, int]:
+def forward_flops(cfg: ModelConfig, context_len: int, text_len: int, mode: str = "compressed",
+                  causal_half: bool = False) -> dict[str, int]:
     """Forward FLOPs of one example (context_len context tokens, text_len text tokens), by component."""
     enc, dec, m = cfg.encoder, cfg.decoder, MODES[mode]
     flops = {"encoder": 0, "adapter": 0, "decoder": 0}
@@ -31,10 +33,11 @@ def forward_flops(cfg: ModelConfig, context_len: int, text_len: int, mode: str =
         n_windows = math.ceil(context_len / cfg.stride)
         pooling = POOLINGS[cfg.pooling]
         seq = enc.window + pooling.n_markers(cfg)
-        flops["encoder"] = n_windows * seq * enc.n_layers * enc.block_flops(seq) + pooling.flops(cfg, n_windows)
+        enc_half = causal_half and enc.mask == "causal"
+        flops["encoder"] = n_windows * seq * enc.n_layers * enc.block_flops(seq, enc_half) + pooling.flops(cfg, n_windows)
         flops["adapter"] = ADAPTERS[cfg.adapter.kind].flops(cfg, math.ceil(context_len / cfg.ratio))
     seq = len(m.before) + m.middle_len(context_len, cfg.ratio) + len(m.after) + text_len - 1
-    flops["decoder"] = seq * dec.n_layers * dec.block_flops(seq)
+    flops["decoder"] = seq * dec.n_layers * dec.block_flops(seq, causal_half)
     flops["decoder"] += text_len * 2 * dec.d_model * cfg.vocab_size  # LM head on the text positions
     flops["total"] = sum(flops.values())
     return flops

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from lclab.registry import Registry
 
@@ -64,8 +65,6 @@ class SDPA(Backend):
 @cache
 def _compiled_flex():
     # FlexAttention is a fused kernel only when compiled; eager it materialises the whole score matrix
-    from torch.nn.attention.flex_attention import flex_attention
-
     return torch.compile(flex_attention, dynamic=False)
 
 
@@ -75,8 +74,6 @@ class Flex(Backend):
 
     @staticmethod
     def prepare(mask):
-        from torch.nn.attention.flex_attention import create_block_mask
-
         valid, causal = mask.valid, mask.causal
 
         def mask_mod(b, h, q, kv):
@@ -90,7 +87,9 @@ class Flex(Backend):
     def attend(q, k, v, mask=None, causal=False):
         if mask is None:
             return SDPA.attend(q, k, v, None, causal)
-        return _compiled_flex()(q, k, v, block_mask=mask)
+        # inside a compiled block the call is traced into its graph; eager, it takes the compiled kernel
+        flex = flex_attention if torch.compiler.is_compiling() else _compiled_flex()
+        return flex(q, k, v, block_mask=mask)
 
 
 @BACKENDS.register("xformers")

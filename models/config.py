@@ -45,11 +45,12 @@ class TransformerConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
-    def block_flops(self, seq: int) -> int:
+    def block_flops(self, seq: int, causal_half: bool = False) -> int:
         """Forward FLOPs of one block per token at sequence length `seq`: qkv + proj, SwiGLU gate/up + down,
-        then scores and weighted sum."""
+        then scores and weighted sum (over every key, as the kernels compute them; `causal_half` counts the half
+        of the score matrix a causal kernel needs)."""
         d, hidden = self.d_model, swiglu_hidden(self.d_model, self.mlp_ratio)
-        return 2 * (4 * d * d + 3 * d * hidden) + 4 * seq * d
+        return 2 * (4 * d * d + 3 * d * hidden) + (2 if causal_half else 4) * seq * d
 
     def block_params(self) -> int:
         """Parameters of one block: two norms, qkv + proj, SwiGLU gate/up + down."""

@@ -48,7 +48,8 @@ class WindowEncoder(nn.Module):
         if key not in self._cache:
             L = key_valid.shape[-1]
             rope = rope_tables(torch.arange(L, device=key_valid.device), self.cfg.head_dim, dtype)
-            mask = None if bool(key_valid.all()) else self.backend.prepare(KeyMask(key_valid, self.cfg.mask == "causal"))
+            padded = self.overlap > 0 or T % (self.window - self.overlap) > 0  # from shapes: nothing read back
+            mask = self.backend.prepare(KeyMask(key_valid, self.cfg.mask == "causal")) if padded else None
             self._cache[key] = rope, mask
         return self._cache[key]
 

@@ -47,7 +47,10 @@ class StopRequest(L.Callback):
         self.on_train_end(trainer, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        # under DDP a signal may reach one rank a step before another: all stop once any of them has it
+        # under DDP a signal may reach one rank a step before another: all stop once any of them has it, agreed
+        # by a collective every log_every steps only (Slurm's warning comes minutes ahead); alone, at once
+        if trainer.world_size > 1 and trainer.global_step % trainer.log_every_n_steps:
+            return
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             self.requested = True
             raise KeyboardInterrupt

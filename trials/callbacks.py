@@ -5,6 +5,9 @@ from typing import Callable
 
 import lightning as L
 import optuna
+import torch
+
+from lclab.errors import DivergedError
 
 # the sweep's judge: given the validation metrics and the tokens seen, a reason to stop the trial, or None
 Judge = Callable[[dict, int], "str | None"]
@@ -24,3 +27,32 @@ class PruningReporter(L.Callback):
         verdict = trainer.strategy.broadcast(verdict)  # every DDP rank stops at the same step
         if verdict is not None:
             raise optuna.TrialPruned(verdict)
+
+
+class DivergenceGuard(L.Callback):
+    """Fails the trial once its training loss is not finite, without a host sync per step: every step folds its loss
+    into device-side state, read every `every` steps, before each checkpoint and at the end, so a divergence fails
+    the trial within `every` steps, with the step and loss where it began (Lightning runs checkpoints after this)."""
+
+    def __init__(self, every: int, checkpoint_every: int):
+        self.every, self.checkpoint_every = every, checkpoint_every
+        self.state: torch.Tensor | None = None  # [steps seen, first non-finite step (-1: none), its loss]
+
+    def on_train_start(self, trainer, module):
+        self.start = trainer.global_step  # a resumed run counts its steps from here
+        self.state = torch.tensor([0.0, -1.0, 0.0], device=module.device)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        loss = outputs["loss"].detach().float()
+        seen, first, _ = self.state.unbind()
+        new = ~torch.isfinite(loss) & (first < 0)
+        self.state = torch.where(new, torch.stack([seen + 1, seen, loss]), torch.stack([seen + 1, first, self.state[2]]))
+        step = trainer.global_step
+        if step % self.every and step % self.checkpoint_every and step < trainer.max_steps:
+            return
+        # every DDP rank must stop together, or the finite ones would wait for the others' gradients forever
+        if trainer.strategy.reduce_boolean_decision(bool(self.state[1] >= 0), all=False):
+            _, first, value = self.state.tolist()
+            where = f"at step {self.start + int(first)}" if first >= 0 else "on another DDP rank"
+            raise DivergedError(f"training loss is {value if first >= 0 else 'nan'} {where} "
+                                f"(found at step {step}: checked every {self.every} steps)")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 
 from lclab.errors import ConfigError
-from lclab.models import ModelConfig
+from lclab.models import MODES, ModelConfig
 from lclab.plugins import load_plugins, plugin_hash, resolve_plugin_paths
 from lclab.schema import from_dict
 
@@ -57,8 +57,9 @@ class TrainConfig:
     min_lr_frac: float = 0.1
     grad_clip: float = 1.0
     precision: Literal["auto", "32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    full_context_share: float = 0.0  # steps that feed the raw context instead of latents
-    reconstruction_share: float = 0.0  # steps that reconstruct the context from its latents
+    # every step trains each decoder mode on a fixed share of its batch (`composition`): the rest is compressed
+    full_context_share: float = 0.0  # rows that feed the raw context instead of latents
+    reconstruction_share: float = 0.0  # rows that reconstruct the context from their latents
     stages: Literal["joint", "staged"] = "joint"
     stage_fracs: list[float] = field(default_factory=lambda: [0.1, 0.1])  # staged: adapter only, + encoder; then all
     decoder_init: Literal["scratch", "warm"] = "scratch"
@@ -68,6 +69,25 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 0  # torch CPU threads, 0 = torch's default
+    compile: bool | Literal["auto"] = "auto"  # torch.compile each transformer block and the loss; auto: on CUDA only
+
+    def shares(self) -> dict[str, float]:
+        """Each decoder mode's share of the training loss: those with a share field, compressed the rest."""
+        shares = {name: getattr(self, mode.share) for name, mode in MODES.items() if mode.share is not None}
+        return {"compressed": 1 - sum(shares.values()), **shares}
+
+    def composition(self) -> dict[str, int]:
+        """Rows of every training batch per decoder mode, in MODES order (largest remainders, at least one row for
+        a positive share): the same shapes every step, so compiled graphs and DDP's static graph never change."""
+        shares = {m: s for m, s in self.shares().items() if s > 1e-12}
+        exact = {m: s * self.batch_size for m, s in shares.items()}
+        rows = {m: int(x) for m, x in exact.items()}
+        for m in sorted(exact, key=lambda m: rows[m] - exact[m])[: self.batch_size - sum(rows.values())]:
+            rows[m] += 1
+        for m in rows:  # a positive share trains every step: take its row from the largest mode
+            if rows[m] == 0 and self.batch_size >= len(rows):
+                rows[m], rows[max(rows, key=rows.get)] = 1, rows[max(rows, key=rows.get)] - 1
+        return {m: rows[m] for m in MODES if rows.get(m)}
 
 
 @dataclass
@@ -90,7 +110,7 @@ class TrialConfig:
         d = self.to_dict()
         for key in ("output_dir", "progress"):
             d.pop(key)
-        for key in ("threads", "log_every", "checkpoint_every", "val_every"):
+        for key in ("threads", "log_every", "checkpoint_every", "val_every", "compile"):
             d["train"].pop(key)
         # a plugin's code is part of the configuration: where it lives is not (empty fields keep old hashes)
         plugins = d.pop("plugins")
@@ -140,6 +160,11 @@ class TrialConfig:
                               "use e.g. [0.1, 0.1]: adapter only, then + encoder, then everything")
         if t.batch_size < 1 or t.checkpoint_every < 1:
             raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
+        modes = [m for m, s in t.shares().items() if s > 1e-12]
+        if t.batch_size < len(modes):
+            raise ConfigError("train.batch_size", f"a batch of {t.batch_size} cannot give a row to each of the "
+                              f"{len(modes)} modes trained every step ({', '.join(modes)})",
+                              f"use a batch size of at least {len(modes)}, or set the share of a mode to 0")
         return self
 
 

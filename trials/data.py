@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from lclab.errors import ConfigError
+from lclab.models import MODES
 
 from .config import DataConfig, TrialConfig
 from .corpus import cache_dir, load_corpus, token_shard
@@ -94,16 +95,39 @@ def make_source(d: DataConfig) -> SyntheticSource | TextSource:
     return SyntheticSource(d) if d.source == "synthetic" else TextSource(d)
 
 
+def mode_targets(batch: dict, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a decoder mode is scored on, and which of its tokens: the text (its loss mask) or the whole context."""
+    if MODES[mode].target == "context":
+        return batch["context"], torch.ones_like(batch["context"], dtype=torch.bool)
+    return batch["text"], batch["loss_mask"]
+
+
+def compose(batch: dict, composition: dict[str, int], seed: int, step: int, rank: int = 0, world: int = 1) -> dict:
+    """A training batch laid out by decoder mode: each mode's rows (drawn by a permutation of the step, so that every
+    mode sees every task), this DDP rank's share of them, contiguous in `composition` order. `mode_rows` says how many
+    rows each mode has here; `mode_tokens` counts each mode's scored tokens in the whole global batch."""
+    order = torch.from_numpy(np.random.default_rng([seed, step, 7]).permutation(len(batch["context"])))
+    parts, rows, tokens, start = [], [], [], 0
+    for mode, n in composition.items():
+        part = {k: batch[k][order[start:start + n]] for k in ("context", "text", "loss_mask")}
+        start += n
+        tokens.append(max(1.0, float(mode_targets(part, mode)[1].sum())))
+        parts.append({k: v[rank::world] for k, v in part.items()})
+        rows.append((mode, len(parts[-1]["context"])))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} | {"mode_rows": tuple(rows),
+                                                                       "mode_tokens": torch.tensor(tokens)}
+
+
 class _StepStream(IterableDataset):
-    def __init__(self, source, seed: int, B: int, start: int, stop: int):
+    def __init__(self, source, seed: int, B: int, start: int, stop: int, composition: dict[str, int]):
         self.source, self.seed, self.B, self.start, self.stop = source, seed, B, start, stop
+        self.composition = composition
 
     def __iter__(self) -> Iterator[dict]:
         rank, world = rank_world()
         for step in range(self.start, self.stop):
-            batch = self.source.train_batch(self.seed, step, self.B)
             # under DDP each rank trains on its share of the same global batch: the trial sees the same data at any world size
-            yield {k: v[rank::world] for k, v in batch.items()} if world > 1 else batch
+            yield compose(self.source.train_batch(self.seed, step, self.B), self.composition, self.seed, step, rank, world)
 
 
 class TrialData(L.LightningDataModule):
@@ -116,7 +140,8 @@ class TrialData(L.LightningDataModule):
         self._val = None
 
     def train_dataloader(self):
-        stream = _StepStream(self.source, self.cfg.seed, self.cfg.train.batch_size, self.start_step, self.total_steps)
+        t = self.cfg.train
+        stream = _StepStream(self.source, self.cfg.seed, t.batch_size, self.start_step, self.total_steps, t.composition())
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self):

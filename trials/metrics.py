@@ -26,9 +26,15 @@ RETENTION_MIN_Z = 3.0
 LEARNED_MIN_Z = 3.0
 
 
+def token_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """logits (B, S, V), target (B, S) -> (B, S) negative log-likelihoods, taken over contiguous (B*S, V) rows. The
+    fp32 upcast is fused into the loss kernel when compiled (no fp32 copy of the logits); eager on CPU it is a no-op."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), reduction="none").view_as(target)
+
+
 def example_stats(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-example loss, first-quarter loss and accuracy over the supervised tokens. All (B,)."""
-    nll = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")  # (B, S)
+    nll = token_nll(logits, target)  # (B, S)
     mask_f = mask.float()
     q1 = mask_f * (torch.arange(target.shape[1], device=target.device) < max(1, target.shape[1] // 4))
     correct = (logits.argmax(-1) == target) & mask
@@ -42,9 +48,9 @@ def example_stats(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     }
 
 
-def masked_loss(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    nll = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")
-    return (nll * mask).sum() / mask.sum().clamp(min=1)
+def loss_sum(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Summed negative log-likelihood of the supervised tokens (the caller divides by their count)."""
+    return (token_nll(logits, target) * mask).sum()
 
 
 def _mean_se(x: torch.Tensor) -> tuple[float, float]:

@@ -28,7 +28,9 @@ from lclab.models import ARCHITECTURE_VERSION, MODES, ModelConfig, flops_per_tok
 from lclab.models.attention import resolve
 
 from .config import TrainConfig, TrialConfig
+from .callbacks import DivergenceGuard
 from .checkpointing import AtomicCheckpointIO, resume_step, save_atomic
+from .compile import compile_trial
 from .corpus import cache_dir
 from .data import TrialData, make_source
 from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
@@ -56,15 +58,14 @@ class TrialResult:
     module: LCLMTrial
 
 
-def train_flops_per_step(cfg: TrialConfig) -> float:
-    """Training FLOPs of one step: 3x forward (backward costs two forwards), averaged over the step-mode mix."""
-    t, d = cfg.train, cfg.data
-    share = {name: getattr(t, mode.share) for name, mode in MODES.items() if mode.share is not None}
-    share["compressed"] = 1 - sum(share.values())
+def train_flops_per_step(cfg: TrialConfig, by_mode: bool = False, causal_half: bool = False) -> float | dict[str, float]:
+    """Training FLOPs of one step: 3x forward (backward costs two forwards) of every mode's rows (`composition`),
+    exactly what each step executes; `by_mode` splits them by mode, `causal_half` counts causal attention by half."""
+    d = cfg.data
     target_len = {"text": d.text_len, "context": d.context_len}
-    per_example = sum(s * forward_flops(cfg.model, d.context_len, target_len[MODES[m].target], m)["total"]
-                      for m, s in share.items())
-    return 3 * per_example * t.batch_size
+    flops = {m: 3 * rows * forward_flops(cfg.model, d.context_len, target_len[MODES[m].target], m, causal_half)["total"]
+             for m, rows in cfg.train.composition().items()}
+    return flops if by_mode else sum(flops.values())
 
 
 def budget_steps(cfg: TrialConfig) -> int:
@@ -149,9 +150,12 @@ def trainer_layout(cfg: TrialConfig) -> dict:
             raise ConfigError("train.batch_size", f"{cfg.train.batch_size} does not split over {world} DDP processes",
                               f"use a batch size divisible by {world}, or fewer GPUs per trial in the cluster profile")
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        # the encoder and adapter sit idle on full-context steps: DDP must not wait for their gradients
+        # every step trains the same modes on the same shapes, so the graph is static; staged training freezes
+        # components mid-run, and only then must DDP look for unused parameters
+        staged = cfg.train.stages == "staged"
         layout.update(devices=per_node, num_nodes=world // per_node,
-                      strategy=DDPStrategy(find_unused_parameters=True, process_group_backend="nccl" if gpu else "gloo"))
+                      strategy=DDPStrategy(static_graph=not staged, find_unused_parameters=staged,
+                                           process_group_backend="nccl" if gpu else "gloo"))
     return layout
 
 
@@ -176,11 +180,13 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     module = LCLMTrial(cfg, steps)
     if cfg.train.decoder_init == "warm":
         module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg, on_progress), weights_only=True))
+    gpu = use_gpu()
+    if cfg.train.compile is True or (cfg.train.compile == "auto" and gpu):
+        compile_trial(module)
     data = TrialData(cfg, source, steps)
     tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
     shown = [StepProgressBar(tokens_per_step)] if cfg.progress else \
         [ProgressLog(phase, tokens_per_step, cfg.train.log_every, on_progress)] if is_leader() else []
-    gpu = use_gpu()
     precision = {"auto": "bf16-mixed" if gpu else "32-true", "32": "32-true", "bf16": "bf16-mixed"}[cfg.train.precision]
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.train.checkpoint_every, save_top_k=0,
                                  save_last=True, enable_version_counter=False)
@@ -190,7 +196,8 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         max_steps=steps, precision=precision, **layout,
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
-        callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), *shown, *callbacks],
+        callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), DivergenceGuard(cfg.train.log_every, cfg.train.checkpoint_every),
+                   *shown, *callbacks],
         enable_progress_bar=cfg.progress, enable_model_summary=False,
         val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=cfg.train.log_every,

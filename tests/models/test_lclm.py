@@ -101,10 +101,6 @@ def test_latent_positions(scheme):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="xformers backend needs a CUDA GPU")
 def test_xformers_matches_sdpa_in_bf16():
     pytest.importorskip("xformers.ops")
-    from lclab.models.attention import resolve
-
-    if resolve("auto", "cuda") != "xformers":
-        pytest.skip("xformers has no working kernel on this GPU")
     outs = []
     for backend in ("sdpa", "xformers"):
         model = make("attention", overlap=4, attention=backend).cuda()
@@ -113,3 +109,14 @@ def test_xformers_matches_sdpa_in_bf16():
                                             generator=torch.Generator("cuda").manual_seed(0)),
                               torch.arange(8, 24, device="cuda").repeat(4, 1)).float())
     torch.testing.assert_close(outs[0], outs[1], atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("mask", ["bidirectional", "causal"])
+def test_causal_half_counts_half_of_every_causal_score_matrix(mask):
+    cfg = make(mask=mask).cfg
+    T, S, d = 64, 16, 32
+    palm, half = forward_flops(cfg, T, S, "compressed"), forward_flops(cfg, T, S, "compressed", causal_half=True)
+    dec_seq = 2 + T // cfg.ratio + 1 + S - 1  # <bos> <mem> latents </mem> text[:-1]
+    assert palm["decoder"] - half["decoder"] == dec_seq * dec_seq * 2 * d  # QK^T and AV: 4 L^2 d, half of it
+    enc_saved = (T // W) * W * W * 2 * d if mask == "causal" else 0  # one layer, n windows of W
+    assert palm["encoder"] - half["encoder"] == enc_saved

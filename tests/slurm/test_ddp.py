@@ -28,8 +28,10 @@ def ddp_sweep(tmp_path, space):
 
 
 def test_a_ddp_trial_matches_the_same_trial_in_one_process(tmp_path, monkeypatch):
-    # a warm decoder too: the ranks train it together the first time, and the reference reuses it from the cache
-    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "decoder_init": "warm", "warm_steps": 6}}
+    # a warm decoder too: the ranks train it together the first time, and the reference reuses it from the cache;
+    # every mode in the step, its rows split unevenly over the ranks (compressed 3 + 2, full 1 + 1, reconstruct 1 + 0)
+    base = {**MINI_BASE, "train": {**MINI_BASE["train"], "decoder_init": "warm", "warm_steps": 6,
+                                   "full_context_share": 0.25, "reconstruction_share": 0.125}}
     space = mini_space(tmp_path, base=base, budget={"steps": 6}, seeds=[0], n_trials=2, axes={"ratio": {"values": [4, 8]}})
     frame = ddp_sweep(tmp_path, space)
     assert list(frame.state) == ["COMPLETE", "COMPLETE"]  # one row per trial: the second rank recorded nothing

@@ -1,0 +1,28 @@
+"""The GPU benchmark's code path, run on CPU at the tiny config: what a user with a GPU runs must not crash there."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_the_mfu_benchmark_runs_end_to_end_and_reports_every_part(tmp_path):
+    name = f"mfu_test_{tmp_path.name}"
+    r = subprocess.run([sys.executable, "mfu.py", "--config", str(ROOT / "configs/trial/tiny.yaml"), "--steps", "3",
+                        "--repeats", "1", "--warmup", "1", "--reference-layers", "1", "--name", name],
+                       cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=900,
+                       env={**__import__("os").environ, "LCLAB_CACHE": str(tmp_path / "cache")})
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+    try:
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        result = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    res = result["results"]
+    assert res["mix"]["composition"] == {"compressed": 29, "full": 3}  # tiny: 10% full context, in every step
+    assert {"compressed", "full", "components", "lightning", "nanogpt", "gemm"} <= set(res)
+    assert res["mix"]["flops_per_step_causal_half"] < res["mix"]["flops_per_step"]
+    assert res["mix"]["recompiles_while_timed"] == 0 and len(res["nanogpt"]) == 2
+    assert set(res["components"]["forward_s"]) == {"encoder", "adapter", "decoder", "head"}
+    assert result["env"]["attention"] == "sdpa" and result["env"]["compile"] is False

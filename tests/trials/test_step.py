@@ -1,0 +1,185 @@
+"""The training step: a fixed composition of modes, its exact FLOPs, no host syncs between log boundaries, divergence
+caught at those boundaries, frozen components without gradients, compiled blocks equal to eager ones."""
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from lclab.errors import ConfigError, DivergedError
+from lclab.models.attention import KeyMask
+from lclab.models.layers import Block, compute_dtype, rope_tables
+from lclab.trials import run_trial
+from lclab.trials.compile import compile_trial
+from lclab.trials.config import TrainConfig
+from lclab.trials.data import compose, make_source, mode_targets
+from lclab.trials.metrics import loss_sum
+from lclab.trials.module import LCLMTrial
+from lclab.trials.run import resolve_config, train_flops_per_step
+from tests.conftest import small_trial
+
+SHARES = {"full_context_share": 0.25, "reconstruction_share": 0.125}
+
+
+@pytest.mark.parametrize("batch,full,recon", [(32, 0.1, 0.1), (16, 0.1, 0.1), (8, 0.25, 0.125), (32, 1.0, 0.0),
+                                              (7, 0.5, 0.5), (64, 0.05, 0.3)])
+def test_the_composition_gives_every_mode_with_a_share_its_rows_every_step(batch, full, recon):
+    t = TrainConfig(batch_size=batch, full_context_share=full, reconstruction_share=recon)
+    rows, shares = t.composition(), t.shares()
+    assert sum(rows.values()) == batch
+    assert set(rows) == {m for m, s in shares.items() if s > 0}  # every mode with a share, no other
+    for mode, n in rows.items():
+        assert n >= 1 and abs(n - shares[mode] * batch) < 1 + 1e-9, (mode, n)
+
+
+def test_a_small_share_still_trains_every_step():
+    assert TrainConfig(batch_size=3, full_context_share=0.01, reconstruction_share=0.01).composition() == \
+        {"compressed": 1, "full": 1, "reconstruct": 1}
+
+
+def test_a_batch_too_small_for_its_modes_is_refused():
+    with pytest.raises(ConfigError, match="train.batch_size.*3 modes"):
+        small_trial(Path("/tmp"), train={"batch_size": 2, **SHARES})
+
+
+def test_each_step_trains_every_mode_on_its_rows_weighted_by_its_share(tmp_path):
+    cfg = resolve_config(small_trial(tmp_path, train=SHARES), source := make_source(small_trial(tmp_path).data))
+    module = LCLMTrial(cfg, 10)
+    batch = compose(source.train_batch(0, 3, 8), cfg.train.composition(), 0, 3)
+    assert batch["mode_rows"] == (("compressed", 5), ("full", 2), ("reconstruct", 1))
+    loss, losses = module.training_losses(batch)
+    assert set(losses) == {"compressed", "full", "reconstruct"}
+    start, expected = 0, 0.0
+    for mode, rows in batch["mode_rows"]:  # each mode's token mean on its own rows, by hand
+        part = {k: batch[k][start:start + rows] for k in ("context", "text", "loss_mask")}
+        start += rows
+        target, mask = mode_targets(part, mode)
+        logits = module.model(part["context"], target, mode)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        mean = (nll * mask).sum() / mask.sum()
+        torch.testing.assert_close(losses[mode], mean)
+        expected += cfg.train.shares()[mode] * mean
+    torch.testing.assert_close(loss, expected)
+    # the rows of a mode are drawn across the batch, not its last rows: every task reaches every mode
+    again = compose(source.train_batch(0, 4, 8), cfg.train.composition(), 0, 4)
+    assert not torch.equal(again["context"][5:7], source.train_batch(0, 4, 8)["context"][5:7])
+
+
+def test_a_ddp_rank_holds_its_share_of_each_mode_and_the_global_token_counts():
+    cfg = small_trial(Path("/tmp"), train=SHARES)
+    source, composition = make_source(cfg.data), cfg.train.composition()
+    whole = compose(source.train_batch(0, 0, 8), composition, 0, 0)
+    ranks = [compose(source.train_batch(0, 0, 8), composition, 0, 0, rank, 2) for rank in (0, 1)]
+    assert [r["mode_rows"] for r in ranks] == [(("compressed", 3), ("full", 1), ("reconstruct", 1)),
+                                               (("compressed", 2), ("full", 1), ("reconstruct", 0))]
+    for r in ranks:  # every rank divides by the whole batch's token counts: the ranks' mean is one process's loss
+        assert torch.equal(r["mode_tokens"], whole["mode_tokens"])
+    assert whole["mode_tokens"].tolist() == [5 * 16, 2 * 16, 1 * 16]
+
+
+def test_a_training_step_executes_exactly_the_flops_it_is_charged(tmp_path):
+    cfg = small_trial(tmp_path, train=SHARES)
+    source = make_source(cfg.data)
+    cfg = resolve_config(cfg, source)
+    module = LCLMTrial(cfg, 10)
+    batch = compose(source.train_batch(0, 0, 8), cfg.train.composition(), 0, 0)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:  # math kernel: countable matmuls
+        module.training_losses(batch)[0].backward()
+    assert counter.get_total_flops() == train_flops_per_step(cfg)
+
+
+class Syncs(L.Callback):
+    """Counts the tensor -> Python conversions (each one a host sync on a GPU) made inside training steps."""
+
+    NAMES = ("item", "tolist", "__bool__", "__float__", "__int__")
+
+    def __init__(self, monkeypatch):
+        self.inside, self.calls = False, []
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+
+            def spy(tensor, *args, _original=original, _name=name, **kwargs):
+                if self.inside:
+                    self.calls.append((self.step, _name))
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, spy)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.inside, self.step = True, trainer.global_step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.inside = False
+
+
+def test_a_training_step_reads_nothing_back_from_the_device_between_log_boundaries(tmp_path, monkeypatch):
+    cfg = small_trial(tmp_path, train={**SHARES, "steps": 12, "log_every": 6, "checkpoint_every": 12,
+                                       "stages": "staged"})
+    syncs = Syncs(monkeypatch)
+    run_trial(cfg, callbacks=[syncs])
+    # on_train_batch_end of the step before a boundary (global_step 6, 12 after it) may read the divergence flag
+    assert {step for step, _ in syncs.calls} <= {5, 11}, syncs.calls
+
+
+def test_divergence_fails_the_trial_within_log_every_steps_naming_where_it_began(tmp_path, monkeypatch):
+    cfg = small_trial(tmp_path, train={"steps": 12, "log_every": 3, "checkpoint_every": 100})
+
+    def poisoned(self, batch):  # the loss turns non-finite at step 4 and stays so, as a diverged run does
+        loss, losses = original(self, batch)
+        return (loss * float("nan") if self.global_step >= 4 else loss), losses
+
+    original = LCLMTrial.training_losses
+    monkeypatch.setattr(LCLMTrial, "training_losses", poisoned)
+    with pytest.raises(DivergedError, match=r"training loss is nan at step 4 \(found at step 6: checked every 3 steps\)"):
+        run_trial(cfg)
+
+
+def test_frozen_components_compute_no_gradients_until_their_stage(tmp_path):
+    cfg = small_trial(tmp_path, train={"stages": "staged", "stage_fracs": [0.25, 0.25], "steps": 8})
+    seen = {}
+
+    class Grads(L.Callback):
+        def on_before_optimizer_step(self, trainer, module, optimizer):
+            seen[trainer.global_step] = {name: any(p.grad is not None for p in part.parameters())
+                                         for name, part in module.model.components().items()}
+
+    run_trial(cfg, callbacks=[Grads()])
+    assert seen[0] == {"encoder": False, "adapter": True, "decoder": False}
+    assert seen[2] == {"encoder": True, "adapter": True, "decoder": False}
+    assert seen[4] == {"encoder": True, "adapter": True, "decoder": True}
+
+
+@pytest.mark.parametrize("causal,padded", [(True, False), (False, True)])
+def test_a_compiled_block_matches_the_eager_block_forward_and_backward(causal, padded):
+    torch.manual_seed(0)
+    eager = Block(64, 4, 4.0)
+    compiled = Block(64, 4, 4.0)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile(dynamic=False)
+    x = torch.randn(6, 20, 64)
+    rope = rope_tables(torch.arange(20), 16, compute_dtype(x.device))
+    valid = torch.ones(6, 20, dtype=torch.bool)
+    valid[0, :4] = valid[5, 15:] = False
+    mask = KeyMask(valid, False).dense() if padded else None
+    outs = []
+    for block in (eager, compiled):
+        xi = x.clone().requires_grad_()
+        y = block(xi, rope, mask, causal)
+        y.square().mean().backward()
+        outs.append((y, xi.grad, block.mlp.gate_up.weight.grad))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_compile_trial_compiles_every_block_and_the_loss_in_place(tmp_path):
+    cfg = resolve_config(small_trial(tmp_path, model={"adapter": {"kind": "mlp_attn", "n_heads": 2}}),
+                         make_source(small_trial(tmp_path).data))
+    module = LCLMTrial(cfg, 10)
+    keys = list(module.model.state_dict())
+    compile_trial(module)
+    blocks = [m for m in module.model.modules() if isinstance(m, Block)]
+    assert len(blocks) == 3 and all(b._compiled_call_impl is not None for b in blocks)  # encoder, adapter, decoder
+    assert list(module.model.state_dict()) == keys  # checkpoints stay loadable by an eager model
+    assert module.loss_sum is not loss_sum

@@ -1,0 +1,22 @@
+"""torch.compile for a trial, applied from outside the model: each transformer block and the loss, each compiled for
+the few fixed shapes a trial runs (every training step has the same modes on the same rows; validation adds one
+batch size), so nothing recompiles after the first steps and no graph breaks inside a block."""
+from __future__ import annotations
+
+import torch
+import torch._dynamo
+
+from lclab.models.layers import Block
+
+# shapes per compiled code object: encoder blocks see 2-3 batch sizes, decoder blocks 3 training and 4 validation
+# lengths, all sharing Block.forward; the default limit of 8 would fall back to eager part way through
+RECOMPILE_LIMIT = 64
+
+
+def compile_trial(module) -> None:
+    """Compile `module.model`'s blocks in place (state_dict keys unchanged) and its loss."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    for block in module.model.modules():
+        if isinstance(block, Block):
+            block.compile(dynamic=False)
+    module.loss_sum = torch.compile(module.loss_sum, dynamic=False)
