@@ -39,7 +39,7 @@ from _common import report
 from lclab.models import MODES
 from lclab.models.config import swiglu_hidden
 from lclab.trials import load_config, run_trial
-from lclab.trials.compile import compile_trial
+from lclab.trials.compile import compile_trial, wants_compile
 from lclab.trials.data import compose, make_source
 from lclab.trials.module import LCLMTrial
 from lclab.trials.run import resolve_config, train_flops_per_step
@@ -89,11 +89,11 @@ def unique_graphs() -> int:
 class BareTrial:
     """The trial's step without Lightning: the same module, losses, clipping, optimizer and schedule."""
 
-    def __init__(self, cfg, device, compile_: bool):
+    def __init__(self, cfg, device, compile_: bool, total_steps: int = 10**6):
         self.cfg, self.device, self.gpu = cfg, device, device.type == "cuda"
         self.source = make_source(cfg.data)
         torch.manual_seed(cfg.seed)
-        self.module = LCLMTrial(cfg, 10**6).to(device)
+        self.module = LCLMTrial(cfg, total_steps).to(device)  # total_steps shapes the LR schedule only
         if compile_:
             compile_trial(self.module)
         opt = self.module.configure_optimizers()
@@ -305,14 +305,14 @@ def main() -> None:
     cfg = load_config(a.config, [*a.overrides, "progress=false", "train.budget_tokens=null"])
     source = make_source(cfg.data)
     cfg = resolve_config(cfg, source)
-    compile_ = cfg.train.compile is True or (cfg.train.compile == "auto" and gpu)
+    compile_ = wants_compile(cfg, gpu)
     env |= {"attention": cfg.model.attention, "compile": compile_, "config": a.config, "overrides": a.overrides}
     bare = BareTrial(cfg, device, compile_)
     d, t = cfg.data, cfg.train
     composition = t.composition()
     tokens_per_step = t.batch_size * (d.context_len + d.text_len)
-    dec_len = {m: len(MODES[m].before) + MODES[m].middle_len(d.context_len, cfg.model.ratio) + len(MODES[m].after)
-               + (d.context_len if MODES[m].target == "context" else d.text_len) - 1 for m in MODES}
+    T, S = d.context_len, d.text_len
+    dec_len = {m: mode.decoder_len(T, mode.scored_len(T, S), cfg.model.ratio) for m, mode in MODES.items()}
 
     def mfu_row(label: str, comp: dict[str, int], timing: dict) -> list:
         c = dataclasses.replace(cfg, train=dataclasses.replace(t, **shares_for(comp, t.batch_size)))

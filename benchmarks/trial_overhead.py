@@ -25,7 +25,8 @@ import lightning as L
 import torch
 
 from _common import report
-from lclab.trials import LCLMTrial, load_config, run_trial
+from lclab.trials import load_config, run_trial
+from mfu import BareTrial
 from lclab.trials.data import compose, make_source
 from lclab.trials.run import resolve_config
 
@@ -70,21 +71,12 @@ def lightning_run(cfg) -> dict:
 
 
 def bare_steps(cfg, steps) -> list[float]:
-    source = make_source(cfg.data)
-    cfg = resolve_config(cfg, source)
-    L.seed_everything(cfg.seed, verbose=False)
-    module = LCLMTrial(cfg, steps)  # same model, parameter groups and schedule, driven by hand
-    opt = module.configure_optimizers()
-    optimizer, scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
+    cfg = resolve_config(cfg, make_source(cfg.data))
+    bare = BareTrial(cfg, torch.device("cpu"), compile_=False, total_steps=steps)  # same model, parameter groups and schedule, by hand
     stamps = []
-    for step in range(steps):
-        batch = compose(source.train_batch(cfg.seed, step, cfg.train.batch_size), cfg.train.composition(), cfg.seed, step)
-        loss = module.training_losses(batch)[0]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(module.model.parameters(), cfg.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
+    for step in range(steps):  # each batch made in the loop, as the trial's data stream makes it
+        bare.step(compose(bare.source.train_batch(cfg.seed, step, cfg.train.batch_size), cfg.train.composition(),
+                          cfg.seed, step))
         stamps.append(time.perf_counter())
     return [b - a for a, b in zip(stamps, stamps[1:])]
 

@@ -36,7 +36,7 @@ def forward_flops(cfg: ModelConfig, context_len: int, text_len: int, mode: str =
         enc_half = causal_half and enc.mask == "causal"
         flops["encoder"] = n_windows * seq * enc.n_layers * enc.block_flops(seq, enc_half) + pooling.flops(cfg, n_windows)
         flops["adapter"] = ADAPTERS[cfg.adapter.kind].flops(cfg, math.ceil(context_len / cfg.ratio))
-    seq = len(m.before) + m.middle_len(context_len, cfg.ratio) + len(m.after) + text_len - 1
+    seq = m.decoder_len(context_len, text_len, cfg.ratio)
     flops["decoder"] = seq * dec.n_layers * dec.block_flops(seq, causal_half)
     flops["decoder"] += text_len * 2 * dec.d_model * cfg.vocab_size  # LM head on the text positions
     flops["total"] = sum(flops.values())

@@ -113,6 +113,11 @@ class XFormers(Backend):
         return xops.memory_efficient_attention(q, k, v, attn_bias=bias).transpose(1, 2)
 
 
+def backend(name: str) -> type[Backend]:
+    """The backend class a model uses for `name` (an unresolved `auto` builds with SDPA; trials resolve it first)."""
+    return BACKENDS["sdpa" if name == "auto" else name]
+
+
 def resolve(name: str, device: torch.device | str) -> str:
     """A concrete backend: `auto` is FlexAttention on CUDA, SDPA elsewhere (xformers only when named)."""
     if name != "auto":

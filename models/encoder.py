@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .config import ModelConfig, SpecialTokens
-from .attention import BACKENDS, KeyMask
+from .attention import KeyMask, backend
 from .layers import Block, compute_dtype, rope_tables
 from .pooling import POOLINGS
 
@@ -28,7 +28,7 @@ class WindowEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(enc.d_model, enc.n_heads, enc.mlp_ratio, cfg.attention) for _ in range(enc.n_layers))
         self.norm = nn.RMSNorm(enc.d_model)
         self.pooling = POOLINGS[cfg.pooling](cfg)
-        self.backend = BACKENDS["sdpa" if cfg.attention == "auto" else cfg.attention]
+        self.backend = backend(cfg.attention)
         self._cache: dict = {}  # (B, T, device, dtype) -> RoPE tables and prepared mask
 
     def windows(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .attention import BACKENDS
+from .attention import backend as attention_backend
 from .config import swiglu_hidden
 
 
@@ -37,7 +37,7 @@ class SelfAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
         self.proj = nn.Linear(d_model, d_model, bias=False)
-        self.backend = BACKENDS["sdpa" if backend == "auto" else backend]
+        self.backend = attention_backend(backend)
 
     def forward(self, x, rope=None, mask=None, causal=False):
         # x: (B, T, D); mask: None, or the backend's prepared KeyMask

@@ -95,7 +95,7 @@ class LCLM(nn.Module):
 
     def forward(self, context: torch.Tensor, text: torch.Tensor, mode: str = "compressed") -> torch.Tensor:
         """context: (B, T), text: (B, S) -> logits (B, S, V); logits[:, i] predicts text[:, i]."""
-        (B, T), S = context.shape, text.shape[1]
+        T, S = context.shape[1], text.shape[1]
         frame = self.frame(mode, T, S, context.device, compute_dtype(context.device))
         prefix = self.prefix(context, mode, frame)  # (B, P, D)
         embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1]).to(prefix.dtype)], dim=1)  # (B, P + S - 1, D)

@@ -32,6 +32,14 @@ class Mode:
         """Decoder positions taken by what this mode reads in place of the context."""
         return {"latents": math.ceil(context_len / ratio), "context": context_len, "nothing": 0}[self.reads]
 
+    def scored_len(self, context_len: int, text_len: int) -> int:
+        """Tokens the loss is taken on: the text, or the whole context when the target is the context."""
+        return context_len if self.target == "context" else text_len
+
+    def decoder_len(self, context_len: int, scored_len: int, ratio: int) -> int:
+        """Decoder positions of one example: special tokens, what the mode reads, then the scored tokens but the last."""
+        return len(self.before) + self.middle_len(context_len, ratio) + len(self.after) + scored_len - 1
+
 
 MODES: Registry[Mode] = Registry("decoder mode", "mode", "lclab.mode")
 MODES.register("compressed", Mode("the decoder reads the latents in place of the context",

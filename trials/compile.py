@@ -13,6 +13,11 @@ from lclab.models.layers import Block
 RECOMPILE_LIMIT = 64
 
 
+def wants_compile(cfg, gpu: bool) -> bool:
+    """`train.compile`: true, false, or auto (on CUDA only: on CPU no benchmark has shown that compiling pays for itself)."""
+    return cfg.train.compile is True or (cfg.train.compile == "auto" and gpu)
+
+
 def compile_trial(module) -> None:
     """Compile `module.model`'s blocks in place (state_dict keys unchanged) and its loss."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)

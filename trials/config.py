@@ -76,10 +76,14 @@ class TrainConfig:
         shares = {name: getattr(self, mode.share) for name, mode in MODES.items() if mode.share is not None}
         return {"compressed": 1 - sum(shares.values()), **shares}
 
+    def trained_modes(self) -> dict[str, float]:
+        """The modes every step trains: those with a positive share, with it."""
+        return {m: s for m, s in self.shares().items() if s > 1e-12}
+
     def composition(self) -> dict[str, int]:
         """Rows of every training batch per decoder mode, in MODES order (largest remainders, at least one row for
         a positive share): the same shapes every step, so compiled graphs and DDP's static graph never change."""
-        shares = {m: s for m, s in self.shares().items() if s > 1e-12}
+        shares = self.trained_modes()
         exact = {m: s * self.batch_size for m, s in shares.items()}
         rows = {m: int(x) for m, x in exact.items()}
         for m in sorted(exact, key=lambda m: rows[m] - exact[m])[: self.batch_size - sum(rows.values())]:
@@ -160,7 +164,7 @@ class TrialConfig:
                               "use e.g. [0.1, 0.1]: adapter only, then + encoder, then everything")
         if t.batch_size < 1 or t.checkpoint_every < 1:
             raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
-        modes = [m for m, s in t.shares().items() if s > 1e-12]
+        modes = list(t.trained_modes())
         if t.batch_size < len(modes):
             raise ConfigError("train.batch_size", f"a batch of {t.batch_size} cannot give a row to each of the "
                               f"{len(modes)} modes trained every step ({', '.join(modes)})",

@@ -30,7 +30,7 @@ from lclab.models.attention import resolve
 from .config import TrainConfig, TrialConfig
 from .callbacks import DivergenceGuard
 from .checkpointing import AtomicCheckpointIO, resume_step, save_atomic
-from .compile import compile_trial
+from .compile import compile_trial, wants_compile
 from .corpus import cache_dir
 from .data import TrialData, make_source
 from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
@@ -61,9 +61,8 @@ class TrialResult:
 def train_flops_per_step(cfg: TrialConfig, by_mode: bool = False, causal_half: bool = False) -> float | dict[str, float]:
     """Training FLOPs of one step: 3x forward (backward costs two forwards) of every mode's rows (`composition`),
     exactly what each step executes; `by_mode` splits them by mode, `causal_half` counts causal attention by half."""
-    d = cfg.data
-    target_len = {"text": d.text_len, "context": d.context_len}
-    flops = {m: 3 * rows * forward_flops(cfg.model, d.context_len, target_len[MODES[m].target], m, causal_half)["total"]
+    T, S = cfg.data.context_len, cfg.data.text_len
+    flops = {m: 3 * rows * forward_flops(cfg.model, T, MODES[m].scored_len(T, S), m, causal_half)["total"]
              for m, rows in cfg.train.composition().items()}
     return flops if by_mode else sum(flops.values())
 
@@ -181,7 +180,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     if cfg.train.decoder_init == "warm":
         module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg, on_progress), weights_only=True))
     gpu = use_gpu()
-    if cfg.train.compile is True or (cfg.train.compile == "auto" and gpu):
+    if wants_compile(cfg, gpu):
         compile_trial(module)
     data = TrialData(cfg, source, steps)
     tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
