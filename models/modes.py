@@ -26,7 +26,7 @@ class Mode:
     reads: Literal["latents", "context", "nothing"]
     after: tuple[int, ...] = ()  # special tokens after it
     target: Literal["text", "context"] = "text"  # what the loss is taken on
-    share: str | None = None  # the train config field that gives this mode's share of training steps
+    share: str | None = None  # the train config field that gives this mode's share of every training batch
 
     def middle_len(self, context_len: int, ratio: int) -> int:
         """Decoder positions taken by what this mode reads in place of the context."""
@@ -46,7 +46,8 @@ MODES.register("compressed", Mode("the decoder reads the latents in place of the
                                   (Tok.BOS, Tok.MEM_START), "latents", (Tok.MEM_END,)))
 MODES.register("full", Mode("the decoder reads the raw context (the ceiling for context use)",
                             (Tok.BOS,), "context", share="full_context_share"))
-MODES.register("none", Mode("the decoder reads no context (the floor for context use)", (Tok.BOS,), "nothing"))
+MODES.register("none", Mode("the decoder reads no context (the floor for context use)", (Tok.BOS,), "nothing",
+                            share="none_share"))
 MODES.register("reconstruct", Mode("the decoder rebuilds the context from its latents",
                                    (Tok.BOS, Tok.MEM_START), "latents", (Tok.MEM_END, Tok.RECON), target="context",
                                    share="reconstruction_share"))

@@ -31,6 +31,7 @@ class DataConfig:
     span_len: int = 8  # span_recall: context is addressed in spans of this many tokens
     kv_pairs: int = 16  # kv_recall: key-value pairs at the start of the context (rest is distractors)
     n_keys: int = 64  # kv_recall: key vocabulary
+    kv_offset: int = 4  # kv_offset: tokens between a key and its value (kv_pairs / kv_offset blocks of keys, then values)
     # text corpora
     path: list[str] = field(default_factory=list)  # files: local text/jsonl/parquet; hub: [name] or [name, config]
     text_field: str = "text"
@@ -60,6 +61,9 @@ class TrainConfig:
     # every step trains each decoder mode on a fixed share of its batch (`composition`): the rest is compressed
     full_context_share: float = 0.0  # rows that feed the raw context instead of latents
     reconstruction_share: float = 0.0  # rows that reconstruct the context from their latents
+    # rows that read no context: the no-context loss, the floor of every gap and retention, is then measured in a
+    # mode the decoder trains on (positions right after <bos>), not one it never saw
+    none_share: float = 0.05
     stages: Literal["joint", "staged"] = "joint"
     stage_fracs: list[float] = field(default_factory=lambda: [0.1, 0.1])  # staged: adapter only, + encoder; then all
     decoder_init: Literal["scratch", "warm"] = "scratch"
@@ -156,9 +160,11 @@ class TrialConfig:
                               "keep one of train.budget_tokens / train.budget_flops (or neither, to use train.steps)")
         if min(b for b in (t.steps, t.budget_tokens, t.budget_flops) if b is not None) <= 0:
             raise ConfigError("train.steps", "budgets must be positive", "use a positive steps / budget_tokens / budget_flops")
-        if t.full_context_share + t.reconstruction_share > 1 or min(t.full_context_share, t.reconstruction_share) < 0:
-            raise ConfigError("train.full_context_share", "shares must be >= 0 and sum to at most 1",
-                              "lower train.full_context_share / train.reconstruction_share")
+        shares = {MODES[m].share: v for m, v in t.shares().items() if MODES[m].share}
+        if sum(shares.values()) > 1 or min(shares.values()) < 0:
+            worst = min(shares, key=shares.get) if min(shares.values()) < 0 else max(shares, key=shares.get)
+            raise ConfigError(f"train.{worst}", f"the shares {shares} must be >= 0 and sum to at most 1",
+                              f"lower some of {', '.join('train.' + k for k in shares)}")
         if t.stages == "staged" and (len(t.stage_fracs) != 2 or sum(t.stage_fracs) >= 1 or min(t.stage_fracs) < 0):
             raise ConfigError("train.stage_fracs", f"{t.stage_fracs} is not two non-negative fractions summing below 1",
                               "use e.g. [0.1, 0.1]: adapter only, then + encoder, then everything")

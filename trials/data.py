@@ -24,6 +24,7 @@ from .synthetic import generate, layout
 from .tokenizer import BPETokenizer, ByteTokenizer
 
 VAL_SEED = 1_000_003  # validation stream, shared by all trials
+UNIGRAM_SEED, UNIGRAM_BATCHES = 1_000_033, 64  # training batches counted for the unigram floor (not the validation stream)
 
 
 def _tensors(context, text, mask, task=None) -> dict:
@@ -138,6 +139,7 @@ class TrialData(L.LightningDataModule):
         self.cfg, self.source, self.total_steps = cfg, source, total_steps
         self.start_step = 0
         self._val = None
+        self._unigram: torch.Tensor | None = None
 
     def train_dataloader(self):
         t = self.cfg.train
@@ -149,6 +151,17 @@ class TrialData(L.LightningDataModule):
             rank, world = rank_world()
             self._val = self.source.val_batches(self.cfg.train.batch_size)[rank::world]  # gathered after the epoch
         return DataLoader(self._val, batch_size=None)
+
+    def unigram_logp(self) -> torch.Tensor:
+        """Log-probabilities (V,) of every token as a scored answer in training batches (add-half smoothed): the
+        no-context model that needs no decoder, counted on fixed batches, the same for every trial of the data."""
+        if self._unigram is None:
+            counts = np.full(self.source.vocab_size, 0.5)
+            for step in range(UNIGRAM_BATCHES):
+                batch = self.source.train_batch(UNIGRAM_SEED, step, self.cfg.train.batch_size)
+                counts += np.bincount(batch["text"][batch["loss_mask"]].numpy(), minlength=len(counts))
+            self._unigram = torch.from_numpy(np.log(counts / counts.sum())).float()
+        return self._unigram
 
     def state_dict(self) -> dict:
         return {"next_step": self.trainer.global_step if self.trainer else self.start_step}

@@ -11,7 +11,7 @@ from lclab.models import LCLM, MODES
 from .config import TrainConfig, TrialConfig
 from .data import mode_targets
 from .distributed import gather_lists, rank_world
-from .metrics import example_stats, loss_sum, summarize
+from .metrics import Floors, example_stats, loss_sum, summarize, unigram_stats
 
 
 class LRSchedule:
@@ -94,6 +94,8 @@ class LCLMTrial(L.LightningModule):
             text, mask = mode_targets(batch, mode)
             stats = example_stats(self.model(batch["context"], text, mode), text, mask)
             record.update({f"{mode}/{k}": v.detach().cpu() for k, v in stats.items()})
+        logp = self.trainer.datamodule.unigram_logp().to(batch["text"].device)
+        record.update({f"unigram/{k}": v.cpu() for k, v in unigram_stats(logp, batch["text"], batch["loss_mask"]).items()})
         self.val_records.append(record)
 
     def on_validation_epoch_end(self):
@@ -102,10 +104,11 @@ class LCLMTrial(L.LightningModule):
         self.val_records = gather_lists(self.val_records)  # DDP ranks validated disjoint batches
         if not self.val_records:
             return
-        d = self.cfg.data
-        chance = 1 / d.n_symbols if d.source == "synthetic" else None  # every synthetic answer is one symbol
-        uniform = math.log(d.n_symbols if d.source == "synthetic" else self.cfg.model.vocab_size)
-        self.val_metrics, self.val_step = summarize(self.val_records, chance, uniform), self.global_step
+        d, synthetic = self.cfg.data, self.cfg.data.source == "synthetic"
+        floors = Floors(uniform=math.log(d.n_symbols if synthetic else self.cfg.model.vocab_size),
+                        chance_acc=1 / d.n_symbols if synthetic else None,  # every synthetic answer is one symbol
+                        none_trained="none" in self.cfg.train.trained_modes())
+        self.val_metrics, self.val_step = summarize(self.val_records, floors), self.global_step
         self.log_dict({k: v for k, v in self.val_metrics.items() if isinstance(v, float) and math.isfinite(v)})
 
     # --------------------------------------------------------------------------- optimisation

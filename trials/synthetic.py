@@ -5,7 +5,7 @@ Token layout: the special tokens, then `n_symbols` symbols, then one token per c
 context (B, T), text (B, S) and loss_mask (B, S): loss and accuracy only where the answer is
 determined by the context.
 
-Built-ins: reconstruction, span_recall, kv_recall (each class's docstring says what it does). Queries never
+Built-ins: reconstruction, span_recall, kv_recall, kv_offset (each class's docstring says what it does). Queries never
 repeat within an example, so no answer can be copied from earlier in the text. A new task is one `Task` subclass
 registered with `@TASKS.register("name")`, here or in a plugin file.
 """
@@ -117,6 +117,33 @@ class KVRecall(Task):
         queries = np.stack([keys[rows, asked], values[rows, asked]], axis=-1).reshape(B, -1)  # (B, 2Q): key, value, ...
         mask = np.tile(np.array([False, True]), asked.shape[1])[None].repeat(B, 0)
         return context, *_pad_text(queries, mask, d.text_len)
+
+
+@TASKS.register("kv_offset")
+class KVOffset(Task):
+    """kv_recall's pairs with each value `kv_offset` tokens after its key (blocks of keys, then their values), so
+    that a key and its value sit in different pooling groups. An encoder whose windows span the offset can bind
+    each value to its key; narrower windows, or no overlap across a window boundary, leave the binding to the
+    decoder, which must find the key's latent and then the one `kv_offset` tokens later. Probes window, overlap
+    and mask, against kv_recall (offset 1) as its control."""
+
+    stream = 3
+
+    @staticmethod
+    def validate(d):
+        KVRecall.validate(d)
+        if d.kv_offset < 1 or d.kv_pairs % d.kv_offset:
+            raise ConfigError("data.kv_offset", f"kv_offset {d.kv_offset} must be >= 1 and divide kv_pairs {d.kv_pairs}",
+                              "use e.g. kv_offset: 4 with kv_pairs: 16")
+
+    @staticmethod
+    def generate(rng, B, d):
+        context, text, mask = KVRecall.generate(rng, B, d)
+        P, k = d.kv_pairs, d.kv_offset
+        # (B, 2P) laid out k1 v1 k2 v2 ... -> per block of k pairs: its k keys, then their k values
+        pairs = context[:, : 2 * P].reshape(B, P // k, k, 2)
+        context[:, : 2 * P] = pairs.transpose(0, 1, 3, 2).reshape(B, 2 * P)
+        return context, text, mask
 
 
 def _distinct(rng, B, n, k):

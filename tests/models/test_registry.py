@@ -129,7 +129,7 @@ def test_the_flex_encoder_matches_the_sdpa_encoder(pooling, mask, overlap):
 
 @pytest.mark.parametrize("task", TASKS.names())
 def test_task_contract(task):
-    d = DataConfig(tasks=[task], context_len=32, text_len=24, n_symbols=16, span_len=4, kv_pairs=6, n_keys=16)
+    d = DataConfig(tasks=[task], context_len=32, text_len=24, n_symbols=16, span_len=4, kv_pairs=6, n_keys=16, kv_offset=3)
     TASKS[task].validate(d)
     context, text, mask = generate(task, 3, 5, 4, d)
     assert context.shape == (4, 32) and text.shape == (4, 24) and mask.shape == (4, 24) and mask.dtype == bool

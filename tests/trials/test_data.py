@@ -15,9 +15,9 @@ from lclab.trials.data import make_source
 from lclab.trials.synthetic import generate, layout
 
 
-@pytest.mark.parametrize("task", ["reconstruction", "span_recall", "kv_recall"])
+@pytest.mark.parametrize("task", ["reconstruction", "span_recall", "kv_recall", "kv_offset"])
 def test_synthetic_tasks_are_deterministic_and_answerable(tmp_path, task):
-    d = small_trial(tmp_path, data={"tasks": [task], "kv_pairs": 4, "span_len": 4}).data
+    d = small_trial(tmp_path, data={"tasks": [task], "kv_pairs": 4, "span_len": 4, "kv_offset": 2}).data
     context, text, mask = generate(task, 3, 5, 16, d)
     again = generate(task, 3, 5, 16, d)
     other = generate(task, 4, 5, 16, d)
@@ -30,7 +30,7 @@ def test_synthetic_tasks_are_deterministic_and_answerable(tmp_path, task):
         answers = text[row][mask[row]]
         assert set(answers.tolist()) <= set(context[row].tolist())
     if task != "reconstruction":  # queries never repeat, so no answer can be copied from the text
-        queries = text[:, ::2] if task == "kv_recall" else text[:, 1::6]
+        queries = text[:, ::2] if task.startswith("kv") else text[:, 1::6]
         for row in queries:
             asked = row[row != SpecialTokens.PAD]
             assert len(set(asked.tolist())) == len(asked)
@@ -38,9 +38,20 @@ def test_synthetic_tasks_are_deterministic_and_answerable(tmp_path, task):
         pairs = dict(zip(context[:, 0:8:2][0], context[:, 1:8:2][0]))
         asked = text[0][::2][mask[0][1::2]]
         assert [pairs[k] for k in asked] == text[0][1::2][mask[0][1::2]].tolist()
+    if task == "kv_offset":  # blocks of kv_offset keys, then their values: each value 2 tokens after its key
+        pairs = dict(zip([*context[0, 0:2], *context[0, 4:6]], [*context[0, 2:4], *context[0, 6:8]]))
+        asked = text[0][::2][mask[0][1::2]]
+        assert [pairs[k] for k in asked] == text[0][1::2][mask[0][1::2]].tolist()
+        keys = layout(d)["keys"]
+        assert (context[:, [0, 1, 4, 5]] >= keys).all() and (context[:, [2, 3, 6, 7]] < keys).all()
     if task == "span_recall":
         span = text[0][1] - layout(d)["spans"]
         assert text[0][2:6].tolist() == context[0][span * 4:(span + 1) * 4].tolist()
+
+
+def test_kv_offset_must_divide_the_pairs(tmp_path):
+    with pytest.raises(ConfigError, match="data.kv_offset"):
+        small_trial(tmp_path, data={"tasks": ["kv_offset"], "kv_pairs": 4, "kv_offset": 3})
 
 
 def test_validation_data_does_not_depend_on_the_trial_seed(tmp_path):

@@ -19,7 +19,10 @@ def test_tiny_trial_uses_its_context_and_separates_compression_ratios(tmp_path):
     assert r4["val/reconstruction/acc"] > 10 * chance  # 1:4 latents carry most of the context
     assert r4["val/reconstruction/acc"] > r16["val/reconstruction/acc"] + 0.2  # and 1:16 clearly less
     assert r4["val/loss_compressed"] < r16["val/loss_compressed"]
-    # the decoder never trains without context, so its no-context loss is worse than a uniform guess: retention
-    # against that baseline would be inflated, and is undefined with the reason instead
-    assert r4["val/loss_none"] > r4["val/loss_uniform"]
-    assert r4["val/retention_status"].startswith("undefined: the no-context loss")
+    # the no-context rows train (train.none_share): the decoder's no-context loss comes down to near a uniform guess
+    # (it was 8.1 nats against ln 64 = 4.16 when that mode never trained); the training unigram, exactly uniform on
+    # random symbols, is the better no-context model here and stands in, so retention is defined and not inflated
+    assert r4["val/loss_none"] < r4["val/loss_uniform"] + 0.25
+    assert r4["val/loss_unigram"] == pytest.approx(r4["val/loss_uniform"], abs=0.02)
+    assert r4["val/baseline"] in ("unigram", "no-context mode")
+    assert r4["val/retention_status"] == "ok" and 0.1 < r4["val/retention"] < 0.9

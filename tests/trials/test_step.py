@@ -20,13 +20,14 @@ from lclab.trials.module import LCLMTrial
 from lclab.trials.run import resolve_config, train_flops_per_step
 from tests.conftest import small_trial
 
-SHARES = {"full_context_share": 0.25, "reconstruction_share": 0.125}
+SHARES = {"full_context_share": 0.25, "reconstruction_share": 0.125, "none_share": 0.125}
 
 
-@pytest.mark.parametrize("batch,full,recon", [(32, 0.1, 0.1), (16, 0.1, 0.1), (8, 0.25, 0.125), (32, 1.0, 0.0),
-                                              (7, 0.5, 0.5), (64, 0.05, 0.3)])
-def test_the_composition_gives_every_mode_with_a_share_its_rows_every_step(batch, full, recon):
-    t = TrainConfig(batch_size=batch, full_context_share=full, reconstruction_share=recon)
+@pytest.mark.parametrize("batch,full,recon,none", [(32, 0.1, 0.1, 0.05), (16, 0.1, 0.1, 0.05), (8, 0.25, 0.125, 0.125),
+                                                   (32, 1.0, 0.0, 0.0), (32, 0.95, 0.0, 0.05), (7, 0.5, 0.5, 0.0),
+                                                   (64, 0.05, 0.3, 0.0), (32, 0.0, 0.0, 0.05)])
+def test_the_composition_gives_every_mode_with_a_share_its_rows_every_step(batch, full, recon, none):
+    t = TrainConfig(batch_size=batch, full_context_share=full, reconstruction_share=recon, none_share=none)
     rows, shares = t.composition(), t.shares()
     assert sum(rows.values()) == batch
     assert set(rows) == {m for m, s in shares.items() if s > 0}  # every mode with a share, no other
@@ -35,12 +36,16 @@ def test_the_composition_gives_every_mode_with_a_share_its_rows_every_step(batch
 
 
 def test_a_small_share_still_trains_every_step():
-    assert TrainConfig(batch_size=3, full_context_share=0.01, reconstruction_share=0.01).composition() == \
-        {"compressed": 1, "full": 1, "reconstruct": 1}
+    assert TrainConfig(batch_size=4, full_context_share=0.01, reconstruction_share=0.01, none_share=0.01).composition() == \
+        {"compressed": 1, "full": 1, "none": 1, "reconstruct": 1}
+
+
+def test_the_no_context_mode_trains_by_default_so_its_baseline_is_honest():
+    assert TrainConfig(batch_size=32, full_context_share=0.1).composition() == {"compressed": 27, "full": 3, "none": 2}
 
 
 def test_a_batch_too_small_for_its_modes_is_refused():
-    with pytest.raises(ConfigError, match="train.batch_size.*3 modes"):
+    with pytest.raises(ConfigError, match="train.batch_size.*4 modes"):
         small_trial(Path("/tmp"), train={"batch_size": 2, **SHARES})
 
 
@@ -48,9 +53,9 @@ def test_each_step_trains_every_mode_on_its_rows_weighted_by_its_share(tmp_path)
     cfg = resolve_config(small_trial(tmp_path, train=SHARES), source := make_source(small_trial(tmp_path).data))
     module = LCLMTrial(cfg, 10)
     batch = compose(source.train_batch(0, 3, 8), cfg.train.composition(), 0, 3)
-    assert batch["mode_rows"] == (("compressed", 5), ("full", 2), ("reconstruct", 1))
+    assert batch["mode_rows"] == (("compressed", 4), ("full", 2), ("none", 1), ("reconstruct", 1))
     loss, losses = module.training_losses(batch)
-    assert set(losses) == {"compressed", "full", "reconstruct"}
+    assert set(losses) == {"compressed", "full", "none", "reconstruct"}
     start, expected = 0, 0.0
     for mode, rows in batch["mode_rows"]:  # each mode's token mean on its own rows, by hand
         part = {k: batch[k][start:start + rows] for k in ("context", "text", "loss_mask")}
@@ -72,11 +77,11 @@ def test_a_ddp_rank_holds_its_share_of_each_mode_and_the_global_token_counts():
     source, composition = make_source(cfg.data), cfg.train.composition()
     whole = compose(source.train_batch(0, 0, 8), composition, 0, 0)
     ranks = [compose(source.train_batch(0, 0, 8), composition, 0, 0, rank, 2) for rank in (0, 1)]
-    assert [r["mode_rows"] for r in ranks] == [(("compressed", 3), ("full", 1), ("reconstruct", 1)),
-                                               (("compressed", 2), ("full", 1), ("reconstruct", 0))]
+    assert [r["mode_rows"] for r in ranks] == [(("compressed", 2), ("full", 1), ("none", 1), ("reconstruct", 1)),
+                                               (("compressed", 2), ("full", 1), ("none", 0), ("reconstruct", 0))]
     for r in ranks:  # every rank divides by the whole batch's token counts: the ranks' mean is one process's loss
         assert torch.equal(r["mode_tokens"], whole["mode_tokens"])
-    assert whole["mode_tokens"].tolist() == [5 * 16, 2 * 16, 1 * 16]
+    assert whole["mode_tokens"].tolist() == [4 * 16, 2 * 16, 1 * 16, 1 * 16]
 
 
 def test_a_training_step_executes_exactly_the_flops_it_is_charged(tmp_path):

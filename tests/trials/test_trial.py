@@ -70,7 +70,7 @@ def test_checkpoints_load_with_weights_only_and_include_the_final_step(tmp_path)
 def test_budgets_convert_to_steps(tmp_path):
     cfg = small_trial(tmp_path, train={"budget_tokens": 8 * 32 * 10.5})
     assert budget_steps(cfg) == 11
-    cfg = small_trial(tmp_path, train={"budget_flops": 1e9})
+    cfg = small_trial(tmp_path, train={"budget_flops": 1e9, "none_share": 0})  # every row compressed
     source = make_source(cfg.data)
     resolved = resolve_config(cfg, source)
     from lclab.models import forward_flops
