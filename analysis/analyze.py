@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from lclab.analysis import effects as fx
+from lclab.analysis.fidelity import Fidelity, fidelity
 from lclab.analysis.importance import importance
 from lclab.analysis.literature import Check, check, load_findings
 from lclab.analysis.load import Lab, StudyInfo
@@ -43,6 +44,7 @@ class StudyAnalysis:
     notes: list[str] = field(default_factory=list)  # what the data cannot support yet
     every_seed: pd.DataFrame | None = None  # `scored` with the trials that did not learn (`learned` False) kept
     literature: list[Check] = field(default_factory=list)  # published findings beside this study's result on each
+    fidelity: Fidelity | None = None  # a synthetic study's ranking against its real-text twin
 
 
 def check_study(lab: Lab, study: str) -> None:
@@ -107,13 +109,18 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
     claims, used_min = principles(effects, inters, metric, maximize, noise.robust, min_effect)
     for claim in claims:
         _name_unlearned(claim, every, info.scientific, include_unlearned)
+    fid = fidelity(lab, study, objective) if info.proxy else None
+    if fid is not None and fid.grade != "strong":
+        for claim in claims:  # a proxy's principle carries to real text only as far as its measured fidelity
+            claim.text += f" Drawn from a synthetic proxy whose {fid.summary()}."
+            claim.details["fidelity"] = fid.grade
     front, skipped = fronts(design_costs(rows, df), maximize)
     return StudyAnalysis(
         info, metric, maximize, rows.state.value_counts().to_dict(), df, axes, fx.config_table(every, counted, maximize),
         effects, inters, {(x, z): fx.two_way(df, x, z) for x, z in pairs},
         importance(df, axes, maximize) if len(axes) else pd.DataFrame(), noise, claims, used_min,
         front, skipped, recipes(lab, study, df, axes, maximize), notes, every,
-        check(load_findings(), effects, maximize, used_min))
+        check(load_findings(), effects, maximize, used_min), fid)
 
 
 def _label(row, axes: list[str]) -> str:

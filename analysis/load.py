@@ -22,6 +22,13 @@ class StudyInfo:
     budget: dict = field(default_factory=dict)
     base_point: dict = field(default_factory=dict)
     space_file: str = ""
+    data_source: str = "unknown"  # synthetic | embedded | files | hub | mixed; unknown for older or plain studies
+    fidelity_of: str | None = None  # the real-text twin this study is a proxy of
+
+    @property
+    def proxy(self) -> bool:
+        """Whether the study ranks designs on a synthetic proxy, whose principles need a measured fidelity."""
+        return self.data_source == "synthetic"
 
     @property
     def scientific(self) -> list[str]:
@@ -56,9 +63,16 @@ def load(storage: str, studies: list[str] | None = None) -> Lab:
     summaries = optuna.get_all_study_summaries(store, include_best_trial=False)
     if not summaries:
         raise ConfigError("study", f"the trial database {redact(storage)} holds no study yet", "run a sweep first")
-    frame = load_frame(store, studies)
-    names = studies or [s.study_name for s in summaries]
+    stored = [s.study_name for s in summaries]
+    names = list(studies or stored)
+    twins = {_space(store, name).get("fidelity_of") for name in names if name in stored}
+    names += sorted(t for t in twins if t in stored and t not in names)  # a proxy's real-text twin, for its fidelity
+    frame = load_frame(store, names)
     return Lab(redact(storage), frame, {name: _info(store, name, frame) for name in names}, store)
+
+
+def _space(store, name: str) -> dict:
+    return store.get_study_user_attrs(store.get_study_id_from_name(name)).get("space") or {}
 
 
 def trial_config(lab: Lab, study: str, number: int) -> dict | None:
@@ -74,7 +88,8 @@ def _info(store, name: str, frame) -> StudyInfo:
     space = attrs.get("space")
     if space:
         return StudyInfo(name, [o["metric"] for o in space["objectives"]], directions, space["axes"], space["sampler"],
-                         space.get("budget", {}), space.get("base_point", {}), attrs.get("space_file", ""))
+                         space.get("budget", {}), space.get("base_point", {}), attrs.get("space_file", ""),
+                         space.get("data_source", "unknown"), space.get("fidelity_of"))
     # studies from before the space summary was stored: the scientific axes are in every trial's key
     rows = frame[frame.study == name] if "study" in frame else frame
     keys = rows["scientific_key"].dropna() if "scientific_key" in rows else []

@@ -119,6 +119,7 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
             if noise.configs else "Seed-to-seed noise: unknown (no configuration has two seeds).")
     blocks.append(("p", text + (f" Smallest effect of interest for null results: {a.min_effect:.3g}."
                                  if np.isfinite(a.min_effect) else "")))
+    blocks += _fidelity_blocks(a)
     blocks += _literature_blocks(a)
     blocks.append(("h", 3, "Every seed"))
     blocks.append(("img", f"{name}_seeds.png", plots.seeds(_seed_points(a), a.metric)))
@@ -170,6 +171,32 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
     for r in a.recipes:
         blocks.append(("code", r.yaml([f"study {name}" + (f", ratio {r.ratio}" if r.ratio is not None else "")])))
     return blocks
+
+
+def _fidelity_blocks(a: StudyAnalysis) -> list:
+    """How far a synthetic proxy's ranking of designs carries to real text (its twin study), or that nobody knows."""
+    f = a.fidelity
+    if f is None:
+        return []
+    blocks = [("h", 3, "Fidelity to real text"),
+              ("p", f"This study ranks designs on a synthetic proxy: {f.summary()}. "
+                    + ("Its principles carry to real text as far as that ordering goes." if f.grade == "strong" else
+                       "Every principle above says so; measure it with a real-text twin study of the same "
+                       "configurations (fidelity_of: in the space file, e.g. search_space/presets/fidelity_text.yaml)."))]
+    if f.table is not None:
+        blocks.append(("table", f.table))
+    if f.by_axis:
+        blocks.append(("p", "Per axis, over the base configuration and that axis's levels around it:"))
+        blocks.append(("table", pd.DataFrame([{"axis": axis, "grade": g.grade, "configurations": g.n_configs,
+                                               "Spearman": g.spearman, "Spearman CI": _ci(g.spearman_ci),
+                                               "Kendall": g.kendall, "Kendall CI": _ci(g.kendall_ci),
+                                               "pairs ordered alike": g.agree, "its CI": _ci(g.agree_ci)}
+                                              for axis, g in f.by_axis.items()])))
+    return blocks
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if np.isfinite(ci[0]) else "–"
 
 
 def _literature_blocks(a: StudyAnalysis) -> list:
@@ -313,6 +340,7 @@ def _principles_json(lab: Lab, analyses, scale) -> dict:
                 "min_effect": a.min_effect, "notes": a.notes,
                 "claims": [c.to_dict() for c in a.claims],
                 "literature": [c.to_dict() for c in a.literature],
+                "fidelity": a.fidelity.to_dict() if a.fidelity else None,
                 "recipes": [{"ratio": r.ratio, "trial": r.trial, "mean": r.mean, "seeds": r.seeds, "evidence": r.evidence}
                             for r in a.recipes]} for a in analyses},
             "scaling": [{"design": f.design, "alpha": f.alpha, "alpha_ci": list(f.alpha_ci), "r2": f.r2,

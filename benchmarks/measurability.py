@@ -1,7 +1,12 @@
-"""Can a CPU-sized trial rank designs? Trains the tiny config per design x seed and reports, per task,
-compressed and raw-context accuracy (mean ± std over seeds) and how far designs separate in seed-stds.
+"""Can a CPU-sized trial rank designs? Trains the tiny config per task x design x seed and reports, per task and
+axis, each level's compressed-context accuracy (mean ± sd over the seeds that learned), the seeds that learned out
+of those run, and how far the axis's two levels separate in seed-sds (the bar: beyond 3).
 
-    python benchmarks/measurability.py [--seeds 3] [--workers 2] [--set key=value ...]
+    python benchmarks/measurability.py [--tasks reconstruction kv_offset] [--axes ratio window] [--seeds 10]
+        [--threads 0] [--workers 1] [--set key=value ...] [--name measurability]
+
+Threads default to torch's own (what a sweep uses); `--threads 1 --workers 2` runs two trials at a time instead.
+A design shared by several axes (every axis's first level is the tiny config) runs once per task and seed.
 """
 from __future__ import annotations
 
@@ -14,54 +19,85 @@ from pathlib import Path
 from _common import report
 
 CONFIG = Path(__file__).parents[1] / "configs" / "trial" / "tiny.yaml"
-# each axis compares two levels of one design choice around the tiny config
+BASE = "tiny"  # the first level of every axis: the config as it is
+# each axis compares the tiny config with one other level of one design choice
 AXES = {
-    "ratio": ("model.ratio=4", "model.ratio=16"),
-    "positions": ("model.latent_positions=aligned", "model.latent_positions=sequential"),
-    "pooling": ("model.pooling=mean", "model.pooling=max"),
-    "pooling_concat": ("model.pooling=mean", "model.pooling=concat"),
-    "window": ("model.encoder.window=16", "model.encoder.window=4"),
+    "ratio": "model.ratio=16",
+    "positions": "model.latent_positions=sequential",
+    "pooling_max": "model.pooling=max",
+    "pooling_concat": "model.pooling=concat",
+    "pooling_memory": "model.pooling=memory",
+    "pooling_attention": "model.pooling=attention",
+    "pooling_last": "model.pooling=last",
+    "adapter_attn_mlp": "model.adapter.kind=attn_mlp",
+    "adapter_mlp_attn": "model.adapter.kind=mlp_attn",
+    "window": "model.encoder.window=4",
+    "overlap": "model.encoder.overlap=8",
+    "mask": "model.encoder.mask=causal",
 }
 
 
-def run_one(args: tuple[str, int, list[str], str]) -> dict:
-    design, seed, overrides, out = args
+def run_one(args: tuple) -> dict:
+    task, design, seed, overrides, threads, out = args
     from lclab.trials import load_config, run_trial
 
-    cfg = load_config(CONFIG, [*overrides, f"seed={seed}", "progress=false", "train.threads=1", f"output_dir={out}"])
+    task_set = [f"data.tasks=[{task}]"]
+    cfg = load_config(CONFIG, [*task_set, *overrides, f"seed={seed}", "progress=false", f"train.threads={threads}",
+                               f"output_dir={out}"])
     m = run_trial(cfg).metrics
-    return {"design": design, "seed": seed, "wall_s": m["sys/wall_s"],
-            **{k.removeprefix("val/"): v for k, v in m.items() if k.count("/") == 2 and "/acc" in k}}
+    return {"task": task, "design": design, "seed": seed, "wall_s": m["sys/wall_s"], "learned": bool(m["val/learned"]),
+            "acc": m[f"val/{task}/acc"], "acc_full": m[f"val/{task}/acc_full"], "acc_none": m[f"val/{task}/acc_none"],
+            "loss_compressed": m["val/loss_compressed"], "loss_none": m["val/loss_none"], "threads": threads}
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return (statistics.mean(values) if values else float("nan"),
+            statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", nargs="*", default=["reconstruction"])
+    ap.add_argument("--axes", nargs="*", default=list(AXES), choices=list(AXES))
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--axes", nargs="*", default=list(AXES))
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per trial; 0 = torch's default, as in a sweep")
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--name", default="measurability", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--out", default="/tmp/lclab-measurability")
     a = ap.parse_args()
-    designs = {level: [level, *a.overrides] for axis in a.axes for level in AXES[axis]}  # shared levels run once
-    jobs = [(d, s, o, a.out) for (d, o), s in itertools.product(designs.items(), range(a.seeds))]
+    designs = {BASE: [], **{AXES[axis]: [AXES[axis]] for axis in a.axes}}
+    seeds = range(a.first_seed, a.first_seed + a.seeds)
+    jobs = [(t, d, s, [*o, *a.overrides], a.threads, a.out)
+            for t, (d, o), s in itertools.product(a.tasks, designs.items(), seeds)]
     with ProcessPoolExecutor(a.workers) as pool:
         results = list(pool.map(run_one, jobs))
-    metrics = sorted(k for k in results[0] if k not in ("design", "seed", "wall_s"))
-    summary = {}
+
+    def runs(task, design):
+        return [r for r in results if r["task"] == task and r["design"] == design]
+
     rows = []
-    for d in designs:
-        runs = [r for r in results if r["design"] == d]
-        summary[d] = {k: (statistics.mean(r[k] for r in runs), statistics.stdev(r[k] for r in runs)) for k in metrics}
-        rows.append([d, f"{statistics.mean(r['wall_s'] for r in runs):.0f}"]
-                    + [f"{summary[d][k][0]:.3f} ± {summary[d][k][1]:.3f}" for k in metrics])
-    report("measurability", ["design", "wall_s", *metrics], rows, {"runs": results})
+    for task, design in itertools.product(a.tasks, designs):
+        every = runs(task, design)
+        learned = [r for r in every if r["learned"]]
+        acc, sd = _mean_sd([r["acc"] for r in learned])
+        rows.append([task, design, f"{len(learned)}/{len(every)}", f"{acc:.3f} ± {sd:.3f}",
+                     ", ".join(f"{r['acc']:.3f}" + ("" if r["learned"] else "✗") for r in every),
+                     f"{statistics.mean(r['acc_full'] for r in every):.3f}",
+                     f"{statistics.mean(r['loss_none'] for r in every):.3f}",
+                     round(statistics.mean(r["wall_s"] for r in every))])
+    columns = ["task", "design", "learned", "acc (learned seeds)", "every seed (✗ did not learn)", "acc raw context",
+               "loss no context", "wall_s"]
+    report(a.name, columns, rows, {"runs": results, "threads": a.threads, "overrides": a.overrides})
     sep_rows = []
-    for axis in a.axes:
-        lo, hi = AXES[axis]
-        for k in metrics:
-            (m1, s1), (m2, s2) = summary[lo][k], summary[hi][k]
-            sep_rows.append([axis, k, abs(m1 - m2), abs(m1 - m2) / max(s1, s2, 1e-9)])
-    report("measurability_separation", ["axis", "metric", "|delta|", "delta / max seed std"], sep_rows)
+    for task, axis in itertools.product(a.tasks, a.axes):
+        (m1, s1), (m2, s2) = (_mean_sd([r["acc"] for r in runs(task, d) if r["learned"]]) for d in (BASE, AXES[axis]))
+        sd = max(s1, s2)
+        sep_rows.append([task, axis, AXES[axis], m2 - m1, sd, abs(m1 - m2) / sd if sd > 0 else float("nan"),
+                         abs(m1 - m2) > 3 * sd])
+    report(f"{a.name}_separation", ["task", "axis", "level against tiny", "Δ acc", "max seed sd", "|Δ| / sd",
+                                    "beyond 3 sd"], sep_rows)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     name: pooling_ablation
     base: ../../configs/trial/tiny.yaml      # a trial config (path relative to this file) or a mapping
+    set: {data.tasks: [kv_offset]}           # fields of the base changed for every trial of this space
     axes:
       pooling: {values: [mean, max, attention], role: scientific}
       lr: {path: train.lr_encoder, kind: float, low: 1.0e-4, high: 3.0e-3, log: true, role: nuisance}
@@ -16,6 +17,7 @@
     n_trials: 12
     storage: lab.db
     plugins: [my_pooling.py]                  # your own parts (lclab.plugins), relative to this file
+    fidelity_of: fidelity_text                # a synthetic proxy's real-text twin (same configurations)
 
 Axis names that are well-known design axes (ratio, pooling, window, ...) need no `path`.
 """
@@ -35,7 +37,7 @@ from lclab.errors import ConfigError
 from lclab.models import LCLM
 from lclab.plugins import load_plugins, resolve_plugin_paths
 from lclab.trials import TrialConfig
-from lclab.trials.config import from_dict, read_text
+from lclab.trials.config import DataConfig, from_dict, read_text
 
 from .expr import Expression, ExpressionError
 
@@ -51,12 +53,12 @@ KNOWN = {
     "lr_encoder": "train.lr_encoder", "lr_adapter": "train.lr_adapter", "lr_decoder": "train.lr_decoder",
     "warmup_frac": "train.warmup_frac", "schedule": "train.schedule", "stages": "train.stages",
     "decoder_init": "train.decoder_init", "full_context_share": "train.full_context_share",
-    "reconstruction_share": "train.reconstruction_share",
+    "reconstruction_share": "train.reconstruction_share", "none_share": "train.none_share",
 }
 ROLES = ("scientific", "nuisance", "fixed")
 KINDS = ("categorical", "int", "float")
 SECTIONS = {"name", "base", "axes", "derived", "constraints", "objectives", "sampler", "pruner", "budget", "seeds",
-            "n_trials", "storage", "nuisance_trials", "plugins"}
+            "n_trials", "storage", "nuisance_trials", "plugins", "fidelity_of", "set"}
 FEASIBILITY_SAMPLES = 2000
 DEFAULT_DIRECTION = "minimize"
 BUDGET_FIELDS = {"steps": "train.steps", "tokens": "train.budget_tokens", "flops": "train.budget_flops"}
@@ -112,6 +114,15 @@ class Space:
     nuisance_trials: int = 4
     lines: dict = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)  # absolute paths or module names, carried by every trial config
+    fidelity_of: str | None = None  # the real-text study this (synthetic) study is a proxy of: its twin
+
+    @property
+    def data_source(self) -> str:
+        """Where the trials' data comes from (the base's data.source, or "mixed" when an axis changes it)."""
+        levels = {v for a in self.axes if a.path == "data.source" for v in a.levels()}
+        if len(levels) > 1:
+            return "mixed"
+        return levels.pop() if levels else (self.base.get("data") or {}).get("source", DataConfig.source)
 
     @property
     def directions(self) -> list[str]:
@@ -263,6 +274,7 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     plugins = _load_plugins(data.get("plugins") or [], path.parent, "plugins", stub)
     base = _load_base(data.get("base", {}), path, stub)
     plugins += [p for p in _load_plugins(base.pop("plugins", []), path.parent, "base.plugins", stub) if p not in plugins]
+    _set_fields(base, data.get("set") or {}, stub)
     axes = [_axis(name, spec, stub) for name, spec in (data["axes"] or {}).items()]
     if not axes:
         raise stub.error("axes", "no axes", "declare at least one axis")
@@ -305,9 +317,13 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     n_trials = data["n_trials"]
     if not isinstance(n_trials, int) or n_trials < 1:
         raise stub.error("n_trials", f"{n_trials!r} is not a positive integer", "set n_trials: 12")
+    twin = data.get("fidelity_of")
+    if twin is not None and (not isinstance(twin, str) or twin == data["name"]):
+        raise stub.error("fidelity_of", f"{twin!r} is not the name of another study",
+                         "name the real-text study with the same configurations, e.g. fidelity_of: quickstart_text")
     space = Space(data["name"], path, base, axes, derived, constraints, objectives, sampler, pruner, budget, seeds,
                   n_trials, storage or data.get("storage"), int(data.get("nuisance_trials", Space.nuisance_trials)), lines,
-                  plugins)
+                  plugins, twin)
     _check_values(space)
     _check_feasible(space)
     return space
@@ -341,6 +357,19 @@ def _load_base(base, path: Path, stub: Space) -> dict:
     except ConfigError as err:
         raise SpaceError(prefix + err.field, f"in the base config: {err.problem}", err.fix, where(err.field)) from None
     return data
+
+
+def _set_fields(base: dict, fields: Any, stub: Space) -> None:
+    """The space's `set:` (dotted field -> value) applied to its base, each change checked on its own."""
+    if not isinstance(fields, dict):
+        raise stub.error("set", f"{fields!r} is not a mapping of fields to values", "write set: {data.tasks: [kv_offset]}")
+    for key, value in fields.items():
+        try:
+            set_path(base, str(key), value)
+            from_dict(TrialConfig, copy.deepcopy(base)).validate()  # plugins are loaded by now
+        except ConfigError as err:
+            if err.field == key:  # a problem of another field is the feasibility check's to name, with its axes
+                raise stub.error(f"set.{key}", err.problem, err.fix) from None
 
 
 def _load_plugins(specs: Any, folder: Path, key: str, stub: Space) -> list[str]:

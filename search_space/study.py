@@ -57,6 +57,9 @@ def open_study(space: Space, lab_dir: Path, worker_seed: int | None = None) -> o
         study.set_user_attr("space", space_summary(space))  # what analysis needs to read the trials back
         for params, seed in enumerated_points(space):
             study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": -1})
+    elif study.user_attrs.get("space", {}).get("fidelity_of") != space.fidelity_of and stored == fingerprint:
+        # which study this one is a proxy of does not change its trials: a twin declared later is recorded
+        study.set_user_attr("space", space_summary(space))
     elif stored != fingerprint:
         raise ConfigError("name", f"study '{space.name}' in {redact(url)} was run with a different space "
                           f"({study.user_attrs.get('space_file')}); its trials would not be comparable",
@@ -65,10 +68,12 @@ def open_study(space: Space, lab_dir: Path, worker_seed: int | None = None) -> o
 
 
 def space_summary(space: Space) -> dict:
-    """Axis roles, objectives, sampler, budget and the base point (the ablation reference), as stored with the study."""
+    """Axis roles, objectives, sampler, budget, the base point (the ablation reference), where the data comes from and
+    the study this one is a proxy of, as stored with the study."""
     return {"axes": {a.name: a.role for a in space.axes}, "objectives": space.objectives,
             "sampler": space.sampler["name"], "budget": space.budget,
-            "base_point": {a.name: a.levels()[0] for a in space.axes if a.active({})}}
+            "base_point": {a.name: a.levels()[0] for a in space.axes if a.active({})},
+            "data_source": space.data_source, "fidelity_of": space.fidelity_of}
 
 
 def enumerated_points(space: Space) -> list[tuple[dict, int]]:

@@ -45,10 +45,11 @@ def _config(p: dict, seed: int, steps: int) -> dict:
     return cfg
 
 
-def _study(storage: str, name: str, axes: dict) -> optuna.Study:
+def _study(storage: str, name: str, axes: dict, **summary) -> optuna.Study:
+    """`summary`: more of the space summary a sweep stores (data_source, fidelity_of)."""
     study = optuna.create_study(study_name=name, storage=storage, direction="minimize")
     study.set_user_attr("space", {"axes": axes, "objectives": [{"metric": METRIC, "direction": "minimize"}],
-                                  "sampler": "grid", "budget": {"steps": 400}, "base_point": BASE})
+                                  "sampler": "grid", "budget": {"steps": 400}, "base_point": BASE, **summary})
     study.set_user_attr("space_file", "planted")
     return study
 
@@ -71,18 +72,20 @@ def _trial(p: dict, seed: int, value: float, steps: int = 400, flops_per_step: f
 
 
 def write_study(storage: str, name: str = "planted", sigma: float = 0.02, seeds: int = 4, rng_seed: int = 0,
-                failed: int = 0, unlearned: tuple = (), levels: dict | None = None, mem_noise: float = 0.0) -> optuna.Study:
+                failed: int = 0, unlearned: tuple = (), levels: dict | None = None, mem_noise: float = 0.0,
+                truth=true_value, **summary) -> optuna.Study:
     """`unlearned`: (point, seed) pairs whose trial stayed at chance (flagged as not learned, like a real trial);
-    `levels`: a subset of LEVELS to cross (the other axes stay at BASE); `mem_noise`: seed noise of peak memory."""
+    `levels`: a subset of LEVELS to cross (the other axes stay at BASE); `mem_noise`: seed noise of peak memory;
+    `truth`: the noiseless value of a point (a proxy's own, for fidelity); `summary`: data_source, fidelity_of."""
     rng = np.random.default_rng(rng_seed)
     levels = levels or LEVELS
-    study = _study(storage, name, {k: "scientific" if k in levels else "fixed" for k in LEVELS})
+    study = _study(storage, name, {k: "scientific" if k in levels else "fixed" for k in LEVELS}, **summary)
     trials = []
     for values in itertools.product(*levels.values()):
         p = {**BASE, **dict(zip(levels, values))}
         for seed in range(seeds):
             failed_to_learn = any(p == q and seed == s for q, s in unlearned)
-            value = CHANCE_LOSS if failed_to_learn else true_value(p) + rng.normal(0, sigma)
+            value = CHANCE_LOSS if failed_to_learn else truth(p) + rng.normal(0, sigma)
             trials.append(_trial(p, seed, value, learned=not failed_to_learn,
                                  peak_mem=600.0 + rng.normal(0, mem_noise) if mem_noise else 600.0))
             if levels is not LEVELS:

@@ -112,3 +112,16 @@ def test_the_space_budget_replaces_the_base_budget(tmp_path):
                     "budget: {steps: 7}\nn_trials: 1\n")
     cfg = load_space(path).resolve({"ratio": 4})
     assert cfg.train.budget_tokens is None and budget_steps(cfg) == 7
+
+
+def test_set_changes_the_base_of_every_trial_and_the_summary_names_the_data_and_the_twin():
+    from lclab.search_space.study import space_summary
+
+    proxy = load_space(ROOT / "search_space" / "presets" / "fidelity_kv_offset.yaml")
+    assert all(proxy.resolve(p).data.tasks == ["kv_offset"] for p, _ in enumerated_points(proxy))
+    summary = space_summary(proxy)
+    assert (summary["data_source"], summary["fidelity_of"]) == ("synthetic", "fidelity_text")
+    twin = load_space(ROOT / "search_space" / "presets" / "fidelity_text.yaml")
+    assert space_summary(twin)["data_source"] == "embedded" and twin.resolve({}).data.source == "embedded"
+    # the twins share their configurations, so that every one of them is matched
+    assert enumerated_points(proxy) == enumerated_points(twin)

@@ -1,0 +1,139 @@
+"""Fidelity: does a synthetic proxy rank designs like real text? A proxy study declares its twin in its space file
+(`fidelity_of: <a study on real text with the same configurations>`); this module compares the two studies'
+objectives over their matched configurations:
+
+- Spearman's rho and Kendall's tau (tau-a) between the configurations' seed means, each oriented so that larger is better;
+- the share of pairs of configurations the two studies order the same way;
+- 95% percentile intervals for all three from a bootstrap that resamples each configuration's seeds, in each study
+  independently (the seeds are what a re-run would change).
+
+A proxy's fidelity is "strong" when the interval of the agreeing share lies above 3/4 (Kendall's tau above 1/2: the
+proxy orders at least three in four pairs of designs like real text, beyond seed noise); "weak" otherwise; and
+"unmeasured" without a twin, with too few matched configurations, or with a twin that is not in the database. Every
+principle drawn from a synthetic study whose fidelity is not strong says so beside its claim."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lclab.analysis import effects as fx
+from lclab.analysis.load import Lab
+
+BOOTSTRAP = 2000
+STRONG_AGREEMENT = 0.75  # lower bound of the agreeing share of pairs: Kendall's tau > 1/2
+LEVEL = 0.95
+
+
+@dataclass
+class Fidelity:
+    proxy: str
+    target: str | None
+    grade: Literal["strong", "weak", "unmeasured"]
+    why: str
+    n_configs: int = 0
+    spearman: float = float("nan")
+    spearman_ci: tuple[float, float] = (float("nan"), float("nan"))
+    kendall: float = float("nan")
+    kendall_ci: tuple[float, float] = (float("nan"), float("nan"))
+    agree: float = float("nan")  # share of pairs of configurations ordered alike
+    agree_ci: tuple[float, float] = (float("nan"), float("nan"))
+    table: pd.DataFrame | None = None  # per matched configuration: both studies' means and seeds
+    axes: list[str] = field(default_factory=list)  # the scientific axes the two studies share
+    by_axis: dict[str, "Fidelity"] = field(default_factory=dict)  # each axis's slice through the base configuration
+
+    def to_dict(self) -> dict:
+        num = lambda v: None if v != v else v  # noqa: E731
+        return {"proxy": self.proxy, "target": self.target, "grade": self.grade, "why": self.why,
+                "n_configs": self.n_configs, "spearman": num(self.spearman), "spearman_ci": [num(v) for v in self.spearman_ci],
+                "kendall": num(self.kendall), "kendall_ci": [num(v) for v in self.kendall_ci],
+                "agree": num(self.agree), "agree_ci": [num(v) for v in self.agree_ci],
+                "by_axis": {a: f.to_dict() for a, f in self.by_axis.items()}}
+
+    def summary(self) -> str:
+        if self.grade == "unmeasured":
+            return f"fidelity unmeasured: {self.why}"
+        rho = f"Spearman {self.spearman:.2f} [{self.spearman_ci[0]:.2f}, {self.spearman_ci[1]:.2f}], " \
+            if self.n_configs >= 3 else ""
+        return (f"fidelity {self.grade} against '{self.target}' over {self.n_configs} matched configurations: {rho}"
+                f"Kendall {self.kendall:.2f} [{self.kendall_ci[0]:.2f}, {self.kendall_ci[1]:.2f}], "
+                f"{self.agree:.0%} of pairs ordered alike [{self.agree_ci[0]:.0%}, {self.agree_ci[1]:.0%}]")
+
+
+def _goodness(lab: Lab, study: str, objective: int) -> pd.DataFrame:
+    """Trials that learned, with `good` = the objective oriented so that larger is better."""
+    df = fx.scored(lab, study, objective)
+    df = df[df.learned].copy()
+    df["good"] = df.y if lab.studies[study].maximize(objective) else -df.y
+    return df
+
+
+def _stats(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Spearman's rho (NaN below 3 configurations), Kendall's tau (tau-a) and the share of pairs ordered alike (a tie
+    on either side counts half), for rows of configuration means a, b: (draws, configurations)."""
+    i, j = np.triu_indices(a.shape[1], 1)
+    same = np.sign(a[:, i] - a[:, j]) * np.sign(b[:, i] - b[:, j])  # (draws, pairs): +1 alike, -1 reversed, 0 a tie
+    agree = np.where(same == 0, 0.5, same > 0).mean(1)
+    if a.shape[1] < 3:
+        return np.full(len(a), np.nan), same.mean(1), agree
+    ra, rb = (stats.rankdata(x, axis=1) for x in (a, b))
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # all ties on one side: no ordering, NaN
+        rho = (ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
+    return rho, same.mean(1), agree
+
+
+def fidelity(lab: Lab, proxy: str, objective: int = 0, seed: int = 0) -> Fidelity:
+    """The proxy study's fidelity to its declared twin (`fidelity_of`): the proxy's objective `objective` against the
+    twin's first objective (typically val/loss_compressed on real text), over every matched configuration; and, in
+    `by_axis`, over the base configuration and each axis's levels around it (an ablation's one-axis slices)."""
+    whole = _fidelity(lab, proxy, objective, seed)
+    base = lab.studies[proxy].base_point
+    if whole.table is not None and base:
+        for axis in whole.axes:
+            others = {a: v for a, v in base.items() if a != axis and a in whole.axes}
+            whole.by_axis[axis] = _fidelity(lab, proxy, objective, seed, only=others)
+    return whole
+
+
+def _fidelity(lab: Lab, proxy: str, objective: int, seed: int, only: dict | None = None) -> Fidelity:
+    """`only`: keep the configurations at these levels of other axes (one axis's slice through the base)."""
+    info = lab.studies[proxy]
+    target = info.fidelity_of
+    if not target:
+        return Fidelity(proxy, None, "unmeasured", "no real-text twin declared (fidelity_of: in the space file)")
+    if target not in lab.studies or lab.complete(target).empty:
+        return Fidelity(proxy, target, "unmeasured", f"its twin study '{target}' has no completed trial in this database")
+    p, t = _goodness(lab, proxy, objective), _goodness(lab, target, 0)
+    axes = [a for a in info.scientific if a in p and a in t]
+    for a, v in (only or {}).items():
+        p, t = p[p[a] == v], t[t[a] == v]
+    for df in (p, t):  # configurations keyed by the axes the two studies share
+        df["key"] = [json.dumps({a: df.at[i, a] for a in axes}, sort_keys=True, default=str) for i in df.index]
+    keys = sorted(set(p.key) & set(t.key))
+    if len(keys) < 2:
+        return Fidelity(proxy, target, "unmeasured", f"{len(keys)} configuration(s) learned in both studies "
+                        f"(axes {', '.join(axes) or 'none'} in common): at least 2 are needed to compare orderings")
+    groups = [[df[df.key == k].good.to_numpy() for k in keys] for df in (p, t)]
+    means = [np.array([[g.mean() for g in gs]]) for gs in groups]  # (1, configurations)
+    rho, tau, agree = (float(v[0]) for v in _stats(*means))
+    rng = np.random.default_rng(seed)
+    # each configuration's seeds resampled, in each study independently: (draws, configurations) of means
+    boot = [np.stack([rng.choice(g, (BOOTSTRAP, len(g))).mean(1) for g in gs], axis=1) for gs in groups]
+    q = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
+    ci = [tuple(float(v) for v in np.nanpercentile(x, q)) if np.isfinite(x).any() else (float("nan"), float("nan"))
+          for x in _stats(*boot)]
+    strong = ci[2][0] > STRONG_AGREEMENT
+    why = (f"the proxy orders pairs of designs like '{target}' beyond seed noise" if strong else
+           f"the share of pairs ordered alike may be {ci[2][0]:.0%} or less (needs a lower bound above "
+           f"{STRONG_AGREEMENT:.0%}): the proxy's ranking cannot be carried to real text")
+    table = pd.DataFrame({"configuration": keys, "proxy": means[0][0] * (1 if info.maximize(objective) else -1),
+                          "proxy seeds": [len(g) for g in groups[0]],
+                          "target": means[1][0] * (1 if lab.studies[target].maximize(0) else -1),
+                          "target seeds": [len(g) for g in groups[1]]})
+    return Fidelity(proxy, target, "strong" if strong else "weak", why, len(keys), rho, ci[0], tau, ci[1], agree, ci[2],
+                    table, axes)
