@@ -112,7 +112,7 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
     fid = fidelity(lab, study, objective) if info.proxy else None
     if fid is not None and fid.grade != "strong":
         for claim in claims:  # a proxy's principle carries to real text only as far as its measured fidelity
-            claim.text += f" Drawn from a synthetic proxy whose {fid.summary()}."
+            claim.text += f" Drawn from a synthetic proxy: {fid.summary()}."
             claim.details["fidelity"] = fid.grade
     front, skipped = fronts(design_costs(rows, df), maximize)
     return StudyAnalysis(

@@ -56,10 +56,10 @@ class Fidelity:
 
     def summary(self) -> str:
         if self.grade == "unmeasured":
-            return f"fidelity unmeasured: {self.why}"
+            return f"its fidelity to real text is unmeasured ({self.why})"
         rho = f"Spearman {self.spearman:.2f} [{self.spearman_ci[0]:.2f}, {self.spearman_ci[1]:.2f}], " \
             if self.n_configs >= 3 else ""
-        return (f"fidelity {self.grade} against '{self.target}' over {self.n_configs} matched configurations: {rho}"
+        return (f"its fidelity to '{self.target}' is {self.grade} over {self.n_configs} matched configurations: {rho}"
                 f"Kendall {self.kendall:.2f} [{self.kendall_ci[0]:.2f}, {self.kendall_ci[1]:.2f}], "
                 f"{self.agree:.0%} of pairs ordered alike [{self.agree_ci[0]:.0%}, {self.agree_ci[1]:.0%}]")
 
@@ -105,7 +105,7 @@ def _fidelity(lab: Lab, proxy: str, objective: int, seed: int, only: dict | None
     info = lab.studies[proxy]
     target = info.fidelity_of
     if not target:
-        return Fidelity(proxy, None, "unmeasured", "no real-text twin declared (fidelity_of: in the space file)")
+        return Fidelity(proxy, None, "unmeasured", "no real-text twin declared: fidelity_of in the space file")
     if target not in lab.studies or lab.complete(target).empty:
         return Fidelity(proxy, target, "unmeasured", f"its twin study '{target}' has no completed trial in this database")
     p, t = _goodness(lab, proxy, objective), _goodness(lab, target, 0)

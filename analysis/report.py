@@ -179,7 +179,7 @@ def _fidelity_blocks(a: StudyAnalysis) -> list:
     if f is None:
         return []
     blocks = [("h", 3, "Fidelity to real text"),
-              ("p", f"This study ranks designs on a synthetic proxy: {f.summary()}. "
+              ("p", f"This study ranks designs on a synthetic proxy, and {f.summary()}. "
                     + ("Its principles carry to real text as far as that ordering goes." if f.grade == "strong" else
                        "Every principle above says so; measure it with a real-text twin study of the same "
                        "configurations (fidelity_of: in the space file, e.g. search_space/presets/fidelity_text.yaml)."))]
@@ -318,8 +318,13 @@ def _write_recipes(out: Path, analyses, lab: Lab) -> None:
                    + ", ".join(undecided)) if undecided else \
             "every searched choice below is decided by the data" if recipe.evidence else \
             "no axis besides the ratio was searched: everything else is the study's base config"
-        return [f"lclab recipe, {dt.date.today()}, from {lab.storage}", f"train it: lclab train {where}", verdict]
+        lines = [f"lclab recipe, {dt.date.today()}, from {lab.storage}", f"train it: lclab train {where}", verdict]
+        fidelity = owner[id(recipe)].fidelity
+        if fidelity is not None and fidelity.grade != "strong":  # a proxy's recipe carries what its principles do
+            lines.append(f"chosen on a synthetic proxy: {fidelity.summary()}")
+        return lines
 
+    owner = {id(r): a for a in analyses for r in a.recipes}
     every = [r for a in analyses for r in a.recipes]
     if not every:
         return  # the report says why (no trial learned); no recipe is better than a recipe from noise

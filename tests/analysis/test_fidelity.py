@@ -44,14 +44,14 @@ def test_a_proxy_that_reverses_an_axis_is_weak_there_and_its_principles_say_so(l
     assert f.grade == "weak" and f.by_axis["ratio"].grade == "weak" and f.by_axis["pooling"].grade == "strong"
     assert f.by_axis["ratio"].kendall == pytest.approx(-1.0)  # every ratio pair ordered the other way
     claims = analyze(load(lab), "backwards").claims
-    assert claims and all("fidelity weak against 'text'" in c.text for c in claims)
+    assert claims and all("its fidelity to 'text' is weak" in c.text for c in claims)
 
 
 def test_a_proxy_without_a_twin_is_unmeasured_and_every_principle_says_so(lab):
     f = fidelity(load(lab), "alone")
     assert f.grade == "unmeasured" and "fidelity_of" in f.why and math.isnan(f.spearman)
     claims = analyze(load(lab), "alone").claims
-    assert claims and all("fidelity unmeasured" in c.text for c in claims)
+    assert claims and all("fidelity to real text is unmeasured" in c.text for c in claims)
 
 
 def test_the_twin_is_read_with_its_proxy_and_a_real_text_study_needs_no_fidelity(lab):
@@ -68,8 +68,8 @@ def test_the_report_shows_the_fidelity_per_axis_and_principles_json_carries_it(l
 
     paths = build(load(lab), ["backwards"], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "Fidelity to real text" in text and "fidelity weak against 'text'" in text
+    assert "Fidelity to real text" in text and "its fidelity to 'text' is weak" in text
     assert "Per axis, over the base configuration" in text
     fid = json.loads((tmp_path / "report" / "principles.json").read_text())["studies"]["backwards"]["fidelity"]
     assert fid["grade"] == "weak" and fid["by_axis"]["pooling"]["grade"] == "strong" and fid["n_configs"] == 6
-    assert paths
+    assert "chosen on a synthetic proxy: its fidelity to 'text' is weak" in paths["recipe"].read_text()
