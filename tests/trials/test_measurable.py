@@ -17,7 +17,8 @@ def test_tiny_trial_uses_its_context_and_separates_compression_ratios(tmp_path):
     assert r4["val/reconstruction/acc_full"] > 0.9  # raw context: the warm decoder copies it
     assert r4["val/reconstruction/acc_none"] < 3 * chance  # without context nothing is recoverable
     assert r4["val/reconstruction/acc"] > 10 * chance  # 1:4 latents carry most of the context
-    assert r4["val/reconstruction/acc"] > r16["val/reconstruction/acc"] + 0.2  # and 1:16 clearly less
+    # and 1:16 clearly less: 0.205 against 0.027 at seed 0 (0.225 before 2 rows of each batch went to no context)
+    assert r4["val/reconstruction/acc"] > r16["val/reconstruction/acc"] + 0.15
     assert r4["val/loss_compressed"] < r16["val/loss_compressed"]
     # the no-context rows train (train.none_share): the decoder's no-context loss comes down to near a uniform guess
     # (it was 8.1 nats against ln 64 = 4.16 when that mode never trained); the training unigram, exactly uniform on
