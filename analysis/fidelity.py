@@ -91,27 +91,30 @@ def fidelity(lab: Lab, proxy: str, objective: int = 0, seed: int = 0) -> Fidelit
     """The proxy study's fidelity to its declared twin (`fidelity_of`): the proxy's objective `objective` against the
     twin's first objective (typically val/loss_compressed on real text), over every matched configuration; and, in
     `by_axis`, over the base configuration and each axis's levels around it (an ablation's one-axis slices)."""
-    whole = _fidelity(lab, proxy, objective, seed)
-    base = lab.studies[proxy].base_point
-    if whole.table is not None and base:
-        for axis in whole.axes:
-            others = {a: v for a, v in base.items() if a != axis and a in whole.axes}
-            whole.by_axis[axis] = _fidelity(lab, proxy, objective, seed, only=others)
-    return whole
-
-
-def _fidelity(lab: Lab, proxy: str, objective: int, seed: int, only: dict | None = None) -> Fidelity:
-    """`only`: keep the configurations at these levels of other axes (one axis's slice through the base)."""
     info = lab.studies[proxy]
     target = info.fidelity_of
     if not target:
         return Fidelity(proxy, None, "unmeasured", "no real-text twin declared: fidelity_of in the space file")
     if target not in lab.studies or lab.complete(target).empty:
         return Fidelity(proxy, target, "unmeasured", f"its twin study '{target}' has no completed trial in this database")
-    p, t = _goodness(lab, proxy, objective), _goodness(lab, target, 0)
+    p, t = _goodness(lab, proxy, objective), _goodness(lab, target, 0)  # read once, sliced per axis below
+    whole = _fidelity(lab, proxy, target, p, t, objective, seed)
+    if whole.table is not None and info.base_point:
+        for axis in whole.axes:
+            others = {a: v for a, v in info.base_point.items() if a != axis and a in whole.axes}
+            whole.by_axis[axis] = _fidelity(lab, proxy, target, p, t, objective, seed, only=others)
+    return whole
+
+
+def _fidelity(lab: Lab, proxy: str, target: str, p: pd.DataFrame, t: pd.DataFrame, objective: int, seed: int,
+              only: dict | None = None) -> Fidelity:
+    """p, t: the two studies' `_goodness` frames. `only`: keep the configurations at these levels of other axes (one
+    axis's slice through the base)."""
+    info = lab.studies[proxy]
     axes = [a for a in info.scientific if a in p and a in t]
     for a, v in (only or {}).items():
         p, t = p[p[a] == v], t[t[a] == v]
+    p, t = p.copy(), t.copy()  # keyed below without touching the caller's frames
     for df in (p, t):  # configurations keyed by the axes the two studies share
         df["key"] = [json.dumps({a: df.at[i, a] for a in axes}, sort_keys=True, default=str) for i in df.index]
     keys = sorted(set(p.key) & set(t.key))
