@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import statistics
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import lightning as L
@@ -35,7 +37,7 @@ import torch._dynamo
 import torch.nn as nn
 import torch.nn.functional as F
 
-from _common import report
+from _common import RESULTS, report
 from lclab.models import MODES
 from lclab.models.config import swiglu_hidden
 from lclab.trials import load_config, run_trial
@@ -284,6 +286,27 @@ def lightning_steps(cfg_path: str, overrides: list[str], warmup: int, steps: int
 
 
 # ----------------------------------------------------------------------------------------------------------- main
+class Sections:
+    """Runs the benchmark's parts in order of importance; a part that fails is named with its error and the others
+    still run, and the JSON is rewritten after each part, so a run cut short by its time limit keeps what it measured."""
+
+    def __init__(self, path: Path, payload: dict):
+        self.path, self.payload = path, payload
+        payload.setdefault("errors", {})
+
+    def run(self, name: str, fn):
+        started = time.perf_counter()
+        print(f"[{name}] ...", flush=True)
+        try:
+            fn()
+            print(f"[{name}] done in {time.perf_counter() - started:.1f} s", flush=True)
+        except Exception as e:  # a benchmark keeps going: one part's failure is reported, not fatal
+            traceback.print_exc()
+            self.payload["errors"][name] = f"{type(e).__name__}: {e}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.payload, indent=1, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default=str(ROOT / "configs/trial/small.yaml"))
@@ -307,72 +330,100 @@ def main() -> None:
     cfg = resolve_config(cfg, source)
     compile_ = wants_compile(cfg, gpu)
     env |= {"attention": cfg.model.attention, "compile": compile_, "config": a.config, "overrides": a.overrides}
-    bare = BareTrial(cfg, device, compile_)
+    print(env, flush=True)
     d, t = cfg.data, cfg.train
     composition = t.composition()
     tokens_per_step = t.batch_size * (d.context_len + d.text_len)
     T, S = d.context_len, d.text_len
     dec_len = {m: mode.decoder_len(T, mode.scored_len(T, S), cfg.model.ratio) for m, mode in MODES.items()}
+    results: dict = {}
+    payload = {"env": env, "results": results,
+               "formula": "MFU = 3 x analytic forward FLOPs of the rows each step executes / median step time / dense "
+                          "bf16 peak; PaLM counts the whole score matrix, causal/2 half of it for causal attention",
+               "targets": {"mix_mfu": 0.40, "trial_over_nanogpt": 0.9, "lightning_over_bare": 0.97}}
+    sections = Sections(RESULTS / f"{a.name}.partial.json", payload)
 
-    def mfu_row(label: str, comp: dict[str, int], timing: dict) -> list:
+    def measure(label: str, comp: dict[str, int], timing: dict):
         c = dataclasses.replace(cfg, train=dataclasses.replace(t, **shares_for(comp, t.batch_size)))
         flops, flops_half = train_flops_per_step(c), train_flops_per_step(c, causal_half=True)
         s = timing["median_s"]
         positions = sum(rows * dec_len[m] for m, rows in comp.items())
-        mfu = flops / s / (peak * 1e12) if peak else float("nan")
-        mfu_half = flops_half / s / (peak * 1e12) if peak else float("nan")
         results[label] = {**timing, "composition": comp, "flops_per_step": flops, "flops_per_step_causal_half": flops_half,
-                          "mfu": mfu, "mfu_causal_half": mfu_half, "tokens_per_s": tokens_per_step / s,
-                          "decoder_positions_per_s": positions / s, "tflops_per_s": flops / s / 1e12}
-        return [label, str(comp), s * 1e3, timing["p10_s"] * 1e3, timing["p90_s"] * 1e3, flops / s / 1e12, mfu, mfu_half,
-                tokens_per_step / s, timing["peak_mem_gb"], timing["recompiles_while_timed"]]
+                          "mfu": flops / s / (peak * 1e12) if peak else float("nan"),
+                          "mfu_causal_half": flops_half / s / (peak * 1e12) if peak else float("nan"),
+                          "tokens_per_s": tokens_per_step / s, "decoder_positions_per_s": positions / s,
+                          "tflops_per_s": flops / s / 1e12}
+        print(label, {k: v for k, v in results[label].items() if k in ("median_s", "mfu", "tflops_per_s", "peak_mem_gb")},
+              flush=True)
 
-    results: dict = {}
-    rows = [mfu_row("mix", composition, bare.time(composition, a.warmup, a.steps, a.repeats))]
-    for mode in composition:  # each mode alone on the whole batch
+    bare = BareTrial(cfg, device, compile_)
+    sections.run("mix", lambda: measure("mix", composition, bare.time(composition, a.warmup, a.steps, a.repeats)))
+
+    def references():
+        results["nanogpt"] = [nanogpt(cfg.model.vocab_size, tokens_per_step, seq, device, gpu, a.warmup, a.steps,
+                                      a.repeats, a.reference_layers) for seq in sorted({dec_len["compressed"], dec_len["full"]})]
+        for ref in results["nanogpt"]:
+            ref["tflops_per_s"] = ref["flops_per_step"] / ref["median_s"] / 1e12
+            ref["mfu"] = ref["tflops_per_s"] / peak if peak else float("nan")
+            ref["mfu_causal_half"] = ref["flops_per_step_causal_half"] / ref["median_s"] / (peak * 1e12) if peak else float("nan")
+        results["trial_over_nanogpt"] = results["mix"]["tflops_per_s"] / max(r["tflops_per_s"] for r in results["nanogpt"])
+        biggest = max(composition, key=lambda m: dec_len[m] * composition[m])
+        dec = cfg.model.decoder  # the largest linear: the decoder's SwiGLU gate/up over the longest mode's rows
+        results["gemm"] = gemm(composition[biggest] * dec_len[biggest], dec.d_model,
+                               2 * swiglu_hidden(dec.d_model, dec.mlp_ratio), device, gpu)
+
+    sections.run("references", references)
+
+    def lightning():
+        light = lightning_steps(a.config, a.overrides, a.warmup, a.steps, gpu)
+        results["lightning"] = light | {"over_bare": results["mix"]["median_s"] / light["median_s"]}
+
+    sections.run("lightning", lightning)
+    sections.run("components", lambda: results.__setitem__("components", component_profile(bare, composition)))
+    for mode in composition:  # each mode alone on the whole batch: per-mode MFU and memory
         alone = {mode: t.batch_size}
-        rows.append(mfu_row(mode, alone, bare.time(alone, a.warmup, max(10, a.steps // 3), a.repeats)))
+        sections.run(mode, lambda: measure(mode, alone, bare.time(alone, a.warmup, max(10, a.steps // 3), a.repeats)))
     if gpu and cfg.model.attention != "xformers" and importlib.util.find_spec("xformers"):  # side by side, by name
-        xcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, attention="xformers"))
-        xbare = BareTrial(xcfg, device, compile_)
-        rows.append(mfu_row("mix, xformers", composition, xbare.time(composition, a.warmup, a.steps, a.repeats)))
-        del xbare
-    results["components"] = component_profile(bare, composition)
-    light = lightning_steps(a.config, a.overrides, a.warmup, a.steps, gpu)
-    results["lightning"] = light | {"over_bare": results["mix"]["median_s"] / light["median_s"]}
-    results["nanogpt"] = [nanogpt(cfg.model.vocab_size, tokens_per_step, seq, device, gpu, a.warmup, a.steps, a.repeats,
-                                  a.reference_layers) for seq in sorted({dec_len["compressed"], dec_len["full"]})]
-    biggest = max(composition, key=lambda m: dec_len[m] * composition[m])
-    dec = cfg.model.decoder  # the largest linear: the decoder's SwiGLU gate/up over the longest mode's rows
-    results["gemm"] = gemm(composition[biggest] * dec_len[biggest], dec.d_model, 2 * swiglu_hidden(dec.d_model, dec.mlp_ratio),
-                           device, gpu)
-    trial_rate = results["mix"]["tflops_per_s"]
-    for ref in results["nanogpt"]:
-        ref["tflops_per_s"] = ref["flops_per_step"] / ref["median_s"] / 1e12
-        ref["mfu"] = ref["tflops_per_s"] / peak if peak else float("nan")
+        def xformers():
+            xcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, attention="xformers"))
+            measure("mix, xformers", composition, BareTrial(xcfg, device, compile_).time(composition, a.warmup, a.steps,
+                                                                                          a.repeats))
+        sections.run("xformers", xformers)
+
+    rows = []
+    for label in ["mix", *composition, "mix, xformers"]:
+        if label in results:
+            r = results[label]
+            rows.append([label, str(r["composition"]), r["median_s"] * 1e3, r["p10_s"] * 1e3, r["p90_s"] * 1e3,
+                         r["tflops_per_s"], r["mfu"], r["mfu_causal_half"], r["tokens_per_s"], r["peak_mem_gb"],
+                         r["recompiles_while_timed"]])
+    for ref in results.get("nanogpt", []):
         rows.append([f"nanogpt T={ref['seq']}", f"batch {ref['batch']}", ref["median_s"] * 1e3, ref["p10_s"] * 1e3,
-                     ref["p90_s"] * 1e3, ref["tflops_per_s"], ref["mfu"], ref["flops_per_step_causal_half"] /
-                     ref["median_s"] / (peak * 1e12) if peak else float("nan"), ref["tokens_per_step"] / ref["median_s"],
-                     float("nan"), ""])
-    results["trial_over_nanogpt"] = trial_rate / max(r["tflops_per_s"] for r in results["nanogpt"])
-    rows.append(["lightning trial", str(composition), light["median_s"] * 1e3, light["p10_s"] * 1e3, light["p90_s"] * 1e3,
-                 results["mix"]["flops_per_step"] / light["median_s"] / 1e12, float("nan"), float("nan"),
-                 tokens_per_step / light["median_s"], float("nan"), ""])
-    rows.append(["cuBLAS GEMM", str(results["gemm"]["shape"]), results["gemm"]["median_s"] * 1e3, float("nan"),
-                 float("nan"), results["gemm"]["tflops"], results["gemm"]["tflops"] / peak if peak else float("nan"),
-                 float("nan"), float("nan"), float("nan"), ""])
+                     ref["p90_s"] * 1e3, ref["tflops_per_s"], ref["mfu"], ref["mfu_causal_half"],
+                     ref["tokens_per_step"] / ref["median_s"], float("nan"), ""])
+    if "lightning" in results and "mix" in results:
+        light = results["lightning"]
+        rows.append(["lightning trial", str(composition), light["median_s"] * 1e3, light["p10_s"] * 1e3,
+                     light["p90_s"] * 1e3, results["mix"]["flops_per_step"] / light["median_s"] / 1e12, float("nan"),
+                     float("nan"), tokens_per_step / light["median_s"], float("nan"), ""])
+    if "gemm" in results:
+        g = results["gemm"]
+        rows.append(["cuBLAS GEMM", str(g["shape"]), g["median_s"] * 1e3, float("nan"), float("nan"), g["tflops"],
+                     g["tflops"] / peak if peak else float("nan"), float("nan"), float("nan"), float("nan"), ""])
     report(a.name, ["run", "rows per mode", "median ms", "p10 ms", "p90 ms", "TFLOP/s", "MFU (PaLM)", "MFU (causal/2)",
-                    "tokens/s", "peak GB", "recompiles"], rows,
-           {"env": env, "results": results,
-            "formula": "MFU = 3 x analytic forward FLOPs of the rows each step executes / median step time / dense "
-                       "bf16 peak; PaLM counts the whole score matrix, causal/2 half of it for causal attention",
-            "targets": {"mix_mfu": 0.40, "trial_over_nanogpt": 0.9, "lightning_over_bare": 0.97}})
-    comp = results["components"]
-    print("per-step device time by component (s):", {k: round(v, 4) for k, v in comp["forward_s"].items()},
-          f"optimizer {comp['optimizer_s']:.4f} h2d {comp['h2d_s']:.4f} idle share {comp['gpu_idle_share']:.3f}")
-    print("attention kernels:", comp["attention_kernels"] or "(CPU: none)")
-    print(f"trial FLOP/s over nanoGPT: {results['trial_over_nanogpt']:.3f}; "
-          f"Lightning over bare loop: {results['lightning']['over_bare']:.3f}")
+                    "tokens/s", "peak GB", "recompiles"], rows, payload)
+    sections.path.unlink(missing_ok=True)
+    if "components" in results:
+        comp = results["components"]
+        print("per-step device time by component (s):", {k: round(v, 4) for k, v in comp["forward_s"].items()},
+              f"optimizer {comp['optimizer_s']:.4f} h2d {comp['h2d_s']:.4f} idle share {comp['gpu_idle_share']:.3f}")
+        print("attention kernels:", comp["attention_kernels"] or "(CPU: none)")
+    if "trial_over_nanogpt" in results:
+        print(f"trial FLOP/s over nanoGPT: {results['trial_over_nanogpt']:.3f}")
+    if "lightning" in results:
+        print(f"Lightning over bare loop: {results['lightning']['over_bare']:.3f}")
+    for part, error in payload["errors"].items():
+        print(f"FAILED {part}: {error}")
 
 
 def shares_for(composition: dict[str, int], batch: int) -> dict[str, float]:
