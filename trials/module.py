@@ -84,6 +84,13 @@ class LCLMTrial(L.LightningModule):
                 part.requires_grad_(trains)
                 self.trains[name] = trains
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        """Clip the global norm of the gradients that exist (a frozen stage has none). Lightning's own clipping under
+        bf16-mixed refuses a fused optimizer (its check guards fp16's loss scaler, which bf16 does not use), and
+        stopped every GPU trial at its first step."""
+        if gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None], gradient_clip_val)
+
     # --------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self):
         self.val_records = []

@@ -172,3 +172,21 @@ def test_peak_memory_is_measured_per_trial(tmp_path):
     before = peak_memory_mb(gpu=False)  # the process's peak so far (what ru_maxrss reported for every later trial)
     peak = run_trial(small_trial(tmp_path)).metrics["sys/peak_mem_mb"]
     assert 0 < peak < before - 512  # the trial's own peak, not the process's lifetime maximum
+
+
+def test_bf16_mixed_precision_trains_with_fused_adamw_and_clips(tmp_path):
+    """bf16-mixed is what every GPU trial runs: Lightning's clipping refused the fused AdamW there and the trial
+    stopped at its first step. On CPU the same precision plugin runs, so the test fails for that bug here too."""
+    norms = []
+
+    class NormAtStep(L.Callback):  # the gradient norm the step used (Lightning runs the closure inside step)
+        def on_train_start(self, trainer, module):
+            def record(optimizer, *_):
+                grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+                norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+            trainer.optimizers[0].register_step_post_hook(record)
+
+    result = run_trial(small_trial(tmp_path, train={"precision": "bf16", "grad_clip": 1e-3, "steps": 4}),
+                       callbacks=[NormAtStep()])
+    assert result.module.trainer.precision == "bf16-mixed"
+    assert len(norms) == 4 and all(0 < n <= 1e-3 * 1.001 for n in norms)
