@@ -91,13 +91,15 @@ def unique_graphs() -> int:
 class BareTrial:
     """The trial's step without Lightning: the same module, losses, clipping, optimizer and schedule."""
 
-    def __init__(self, cfg, device, compile_: bool, total_steps: int = 10**6):
+    def __init__(self, cfg, device, compile_: bool, total_steps: int = 10**6, mode: str | None = None):
         self.cfg, self.device, self.gpu = cfg, device, device.type == "cuda"
         self.source = make_source(cfg.data)
         torch.manual_seed(cfg.seed)
         self.module = LCLMTrial(cfg, total_steps).to(device)  # total_steps shapes the LR schedule only
         if compile_:
-            compile_trial(self.module)
+            compile_trial(self.module, mode)
+        # CUDA graph trees: a step's graph outputs may be overwritten from the next step on
+        self.mark_step = torch.compiler.cudagraph_mark_step_begin if mode == "reduce-overhead" else lambda: None
         opt = self.module.configure_optimizers()
         self.optimizer, self.scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.gpu)
@@ -112,6 +114,7 @@ class BareTrial:
         return out
 
     def step(self, batch: dict):
+        self.mark_step()
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with self.autocast:
             loss = self.module.training_losses(batch)[0]
@@ -290,11 +293,14 @@ class Sections:
     """Runs the benchmark's parts in order of importance; a part that fails is named with its error and the others
     still run, and the JSON is rewritten after each part, so a run cut short by its time limit keeps what it measured."""
 
-    def __init__(self, path: Path, payload: dict):
-        self.path, self.payload = path, payload
+    def __init__(self, path: Path, payload: dict, skip: list[str]):
+        self.path, self.payload, self.skip = path, payload, set(skip)
         payload.setdefault("errors", {})
+        payload["skipped"] = sorted(self.skip)
 
     def run(self, name: str, fn):
+        if name.split(":")[0] in self.skip:
+            return
         started = time.perf_counter()
         print(f"[{name}] ...", flush=True)
         try:
@@ -316,6 +322,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--name", default="mfu")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["references", "lightning", "components", "alone", "xformers",
+                    "batch x2", "cudagraphs"], help="parts not to run (the mix always runs)")
     ap.add_argument("--reference-layers", type=int, default=12, help="nanoGPT depth (12: GPT-2 small; fewer for a CPU smoke run)")
     a = ap.parse_args()
     gpu = torch.cuda.is_available()
@@ -341,17 +349,18 @@ def main() -> None:
                "formula": "MFU = 3 x analytic forward FLOPs of the rows each step executes / median step time / dense "
                           "bf16 peak; PaLM counts the whole score matrix, causal/2 half of it for causal attention",
                "targets": {"mix_mfu": 0.40, "trial_over_nanogpt": 0.9, "lightning_over_bare": 0.97}}
-    sections = Sections(RESULTS / f"{a.name}.partial.json", payload)
+    sections = Sections(RESULTS / f"{a.name}.partial.json", payload, a.skip)
 
-    def measure(label: str, comp: dict[str, int], timing: dict):
-        c = dataclasses.replace(cfg, train=dataclasses.replace(t, **shares_for(comp, t.batch_size)))
+    def measure(label: str, comp: dict[str, int], timing: dict, of=cfg):
+        c = dataclasses.replace(of, train=dataclasses.replace(of.train, **shares_for(comp, of.train.batch_size)))
+        tokens = of.train.batch_size * (d.context_len + d.text_len)
         flops, flops_half = train_flops_per_step(c), train_flops_per_step(c, causal_half=True)
         s = timing["median_s"]
         positions = sum(rows * dec_len[m] for m, rows in comp.items())
         results[label] = {**timing, "composition": comp, "flops_per_step": flops, "flops_per_step_causal_half": flops_half,
                           "mfu": flops / s / (peak * 1e12) if peak else float("nan"),
                           "mfu_causal_half": flops_half / s / (peak * 1e12) if peak else float("nan"),
-                          "tokens_per_s": tokens_per_step / s, "decoder_positions_per_s": positions / s,
+                          "tokens_per_s": tokens / s, "decoder_positions_per_s": positions / s,
                           "tflops_per_s": flops / s / 1e12}
         print(label, {k: v for k, v in results[label].items() if k in ("median_s", "mfu", "tflops_per_s", "peak_mem_gb")},
               flush=True)
@@ -382,7 +391,7 @@ def main() -> None:
     sections.run("components", lambda: results.__setitem__("components", component_profile(bare, composition)))
     for mode in composition:  # each mode alone on the whole batch: per-mode MFU and memory
         alone = {mode: t.batch_size}
-        sections.run(mode, lambda: measure(mode, alone, bare.time(alone, a.warmup, max(10, a.steps // 3), a.repeats)))
+        sections.run(f"alone:{mode}", lambda: measure(mode, alone, bare.time(alone, a.warmup, max(10, a.steps // 3), a.repeats)))
     if gpu and cfg.model.attention != "xformers" and importlib.util.find_spec("xformers"):  # side by side, by name
         def xformers():
             xcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, attention="xformers"))
@@ -390,8 +399,18 @@ def main() -> None:
                                                                                           a.repeats))
         sections.run("xformers", xformers)
 
+    # what would lift the mix, tried last: twice the rows per mode (launch-bound steps gain), CUDA graphs
+    if gpu and compile_:
+        def doubled():
+            c = dataclasses.replace(cfg, train=dataclasses.replace(t, batch_size=2 * t.batch_size))
+            measure("mix, batch x2", c.train.composition(),
+                    BareTrial(c, device, compile_).time(c.train.composition(), a.warmup, a.steps // 2, a.repeats), of=c)
+        sections.run("batch x2", doubled)
+        sections.run("cudagraphs", lambda: measure("mix, CUDA graphs", composition, BareTrial(
+            cfg, device, compile_, mode="reduce-overhead").time(composition, a.warmup, a.steps, a.repeats)))
+
     rows = []
-    for label in ["mix", *composition, "mix, xformers"]:
+    for label in ["mix", *composition, "mix, xformers", "mix, batch x2", "mix, CUDA graphs"]:
         if label in results:
             r = results[label]
             rows.append([label, str(r["composition"]), r["median_s"] * 1e3, r["p10_s"] * 1e3, r["p90_s"] * 1e3,

@@ -18,10 +18,10 @@ def wants_compile(cfg, gpu: bool) -> bool:
     return cfg.train.compile is True or (cfg.train.compile == "auto" and gpu)
 
 
-def compile_trial(module) -> None:
-    """Compile `module.model`'s blocks in place (state_dict keys unchanged) and its loss."""
+def compile_trial(module, mode: str | None = None) -> None:
+    """Compile `module.model`'s blocks in place (state_dict keys unchanged) and its loss; `mode` is torch.compile's."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for block in module.model.modules():
         if isinstance(block, Block):
-            block.compile(dynamic=False)
-    module.loss_sum = torch.compile(module.loss_sum, dynamic=False)
+            block.compile(dynamic=False, mode=mode)
+    module.loss_sum = torch.compile(module.loss_sum, dynamic=False, mode=mode)
