@@ -9,6 +9,11 @@ In one process on one device:
   nanogpt  a compiled 12x768 GPT (LayerNorm, GELU MLP, SDPA causal, fused AdamW) at the same tokens per step, at the
            trial's compressed and full-context decoder lengths: the realistic ceiling
   gemm     one cuBLAS bf16 GEMM at the trial's largest linear shape: the achievable peak
+  variants the mix at twice the batch and with CUDA graphs (compile mode reduce-overhead): is the mix launch-bound?
+
+Parts run in order of importance (mix, references, Lightning, profile, modes alone, xformers, variants), each
+guarded: one that fails is named under `errors` and the rest still run; NAME.partial.json is rewritten after each
+part, so a run cut short keeps what it measured (`--skip` leaves parts out).
 
 Steps are timed with CUDA events recorded after every step and read once per repeat (no per-step sync), after a
 warm-up in which every shape has run and compiled (compile time reported apart); median and p10/p90 over `--repeats`
@@ -16,7 +21,7 @@ repeats of `--steps` steps. FLOPs are the analytic count of what each step execu
 against torch.utils.flop_counter in tests/trials/test_step.py), as MFU = 3 x forward FLOPs / time / dense bf16 peak,
 with attention counted whole (PaLM) and with causal attention halved.
 
-    python benchmarks/mfu.py [--config configs/trial/small.yaml] [--steps 100] [--repeats 3] [--peak-tflops X]
+    python benchmarks/mfu.py [--config configs/trial/small.yaml] [--steps 100] [--repeats 3] [--peak-tflops X] [--skip ...]
     python benchmarks/mfu.py --config configs/trial/tiny.yaml --steps 4 --repeats 1   # CPU: the code path only
 """
 from __future__ import annotations
