@@ -124,7 +124,7 @@ class BareTrial:
         with self.autocast:
             loss = self.module.training_losses(batch)[0]
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.module.model.parameters(), self.cfg.train.grad_clip)
+        self.module.configure_gradient_clipping(self.optimizer, self.cfg.train.grad_clip)  # the trial's own clipping
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
