@@ -3,16 +3,21 @@ axis, each level's compressed-context accuracy (mean ± sd over the seeds that l
 of those run, and how far the axis's two levels separate in seed-sds (the bar: beyond 3).
 
     python benchmarks/measurability.py [--tasks reconstruction kv_offset] [--axes ratio window] [--seeds 10]
-        [--threads 0] [--workers 1] [--set key=value ...] [--name measurability]
+        [--threads 0] [--workers 1] [--set key=value ...] [--name measurability] [--reuse results/OLD.json ...]
 
 Threads default to torch's own (what a sweep uses); `--threads 1 --workers 2` runs two trials at a time instead.
 A design shared by several axes (every axis's first level is the tiny config) runs once per task and seed.
+`--reuse` takes runs of the same task, design, seed, threads and overrides from earlier results instead of training
+them again, only when nothing a trial runs (models, trials, lclab, configs) changed since the commit that made them;
+each reused run names its file and commit.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
+import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,6 +28,7 @@ BASE = "tiny"  # the first level of every axis: the config as it is
 # each axis compares the tiny config with one other level of one design choice
 AXES = {
     "ratio": "model.ratio=16",
+    "ratio_2": "model.ratio=2",
     "positions": "model.latent_positions=sequential",
     "pooling_max": "model.pooling=max",
     "pooling_concat": "model.pooling=concat",
@@ -50,6 +56,27 @@ def run_one(args: tuple) -> dict:
             "loss_compressed": m["val/loss_compressed"], "loss_none": m["val/loss_none"], "threads": threads}
 
 
+TRIAL_CODE = ["models", "trials", "lclab", "configs"]
+
+
+def reusable(paths: list[str], threads: int, overrides: list[str]) -> dict[tuple, dict]:
+    """(task, design, seed) -> an earlier run of it, from results made by the trial code of this checkout."""
+    runs = {}
+    for path in paths:
+        old = json.loads(Path(path).read_text())
+        commit = old["machine"]["commit"]
+        changed = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *TRIAL_CODE],
+                                 cwd=Path(__file__).parents[1]).returncode
+        if changed or old.get("threads") != threads or old.get("overrides", []) != overrides:
+            raise SystemExit(f"--reuse {path}: its runs were made at {commit} with threads {old.get('threads')} and "
+                             f"overrides {old.get('overrides')}; they cannot stand for runs at HEAD with threads "
+                             f"{threads} and overrides {overrides} (trial code changed: {bool(changed)}). "
+                             "Drop --reuse, or reuse results made by this code with these settings.")
+        for r in old["runs"]:
+            runs[r["task"], r["design"], r["seed"]] = {**r, "reused_from": f"{Path(path).name}@{commit}"}
+    return runs
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return (statistics.mean(values) if values else float("nan"),
             statistics.stdev(values) if len(values) > 1 else float("nan"))
@@ -66,13 +93,16 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--name", default="measurability", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--out", default="/tmp/lclab-measurability")
+    ap.add_argument("--reuse", nargs="*", default=[], help="earlier results JSON whose runs stand in for the same runs")
     a = ap.parse_args()
     designs = {BASE: [], **{AXES[axis]: [AXES[axis]] for axis in a.axes}}
     seeds = range(a.first_seed, a.first_seed + a.seeds)
+    old = reusable(a.reuse, a.threads, a.overrides)
     jobs = [(t, d, s, [*o, *a.overrides], a.threads, a.out)
-            for t, (d, o), s in itertools.product(a.tasks, designs.items(), seeds)]
+            for t, (d, o), s in itertools.product(a.tasks, designs.items(), seeds) if (t, d, s) not in old]
     with ProcessPoolExecutor(a.workers) as pool:
         results = list(pool.map(run_one, jobs))
+    results += [old[t, d, s] for t, d, s in itertools.product(a.tasks, designs, seeds) if (t, d, s) in old]
 
     def runs(task, design):
         return [r for r in results if r["task"] == task and r["design"] == design]
@@ -89,7 +119,8 @@ def main() -> None:
                      round(statistics.mean(r["wall_s"] for r in every))])
     columns = ["task", "design", "learned", "acc (learned seeds)", "every seed (✗ did not learn)", "acc raw context",
                "loss no context", "wall_s"]
-    report(a.name, columns, rows, {"runs": results, "threads": a.threads, "overrides": a.overrides})
+    report(a.name, columns, rows, {"runs": results, "threads": a.threads, "overrides": a.overrides,
+                                   "reused": sorted({r["reused_from"] for r in results if "reused_from" in r})})
     sep_rows = []
     for task, axis in itertools.product(a.tasks, a.axes):
         (m1, s1), (m2, s2) = (_mean_sd([r["acc"] for r in runs(task, d) if r["learned"]]) for d in (BASE, AXES[axis]))
