@@ -8,7 +8,8 @@ of those run, and how far the axis's two levels separate in seed-sds (the bar: b
 Threads default to torch's own (what a sweep uses); `--threads 1 --workers 2` runs two trials at a time instead.
 A design shared by several axes (every axis's first level is the tiny config) runs once per task and seed.
 `--reuse` takes runs of the same task, design, seed, threads and overrides from earlier results instead of training
-them again, only when nothing a trial runs (models, trials, lclab, configs) changed since the commit that made them;
+them again, only when nothing a trial runs (models, trials, lclab, configs) differs in this checkout from the commit that made
+them;
 each reused run names its file and commit.
 """
 from __future__ import annotations
@@ -65,11 +66,11 @@ def reusable(paths: list[str], threads: int, overrides: list[str]) -> dict[tuple
     for path in paths:
         old = json.loads(Path(path).read_text())
         commit = old["machine"]["commit"]
-        changed = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *TRIAL_CODE],
+        changed = subprocess.run(["git", "diff", "--quiet", commit, "--", *TRIAL_CODE],
                                  cwd=Path(__file__).parents[1]).returncode
         if changed or old.get("threads") != threads or old.get("overrides", []) != overrides:
             raise SystemExit(f"--reuse {path}: its runs were made at {commit} with threads {old.get('threads')} and "
-                             f"overrides {old.get('overrides')}; they cannot stand for runs at HEAD with threads "
+                             f"overrides {old.get('overrides')}; they cannot stand for runs of this checkout with threads "
                              f"{threads} and overrides {overrides} (trial code changed: {bool(changed)}). "
                              "Drop --reuse, or reuse results made by this code with these settings.")
         for r in old["runs"]:
