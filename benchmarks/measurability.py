@@ -8,9 +8,8 @@ of those run, and how far the axis's two levels separate in seed-sds (the bar: b
 Threads default to torch's own (what a sweep uses); `--threads 1 --workers 2` runs two trials at a time instead.
 A design shared by several axes (every axis's first level is the tiny config) runs once per task and seed.
 `--reuse` takes runs of the same task, design, seed, threads and overrides from earlier results instead of training
-them again, only when nothing a trial runs (models, trials, lclab, configs) differs in this checkout from the commit that made
-them;
-each reused run names its file and commit.
+them again, only when nothing a trial runs (models, trials, lclab, configs) differs in this checkout from the commit
+that made them; each reused run names its file and commit.
 """
 from __future__ import annotations
 
