@@ -56,7 +56,8 @@ def _symbols(rng, shape, d):
 
 @TASKS.register("reconstruction")
 class Reconstruction(Task):
-    """The text repeats the context (from its latents alone)."""
+    """The text repeats the context (from its latents alone). Probes what a latent can hold: ratio, pooling, adapter.
+    Random symbols have no neighbour structure, so window, overlap and mask have little to act on."""
 
     stream = 1
 
@@ -71,7 +72,9 @@ class Reconstruction(Task):
 
 @TASKS.register("span_recall")
 class SpanRecall(Task):
-    """<query> <span j>, then span j of the context, for several distinct spans."""
+    """<query> <span j>, then span j of the context, for several distinct spans. Probes addressing by position: ratio
+    and latent positions. At the tiny config's budget it is limited by the decoder: every design scores about the same,
+    no better than raw context (benchmarks/results/measurability_recall.json)."""
 
     stream = 2
 
@@ -96,7 +99,10 @@ class SpanRecall(Task):
 
 @TASKS.register("kv_recall")
 class KVRecall(Task):
-    """The context opens with key-value pairs; the text asks many distinct keys (dense supervision)."""
+    """The context opens with key-value pairs; the text asks many distinct keys (dense supervision). The control for
+    kv_offset: a key sits next to its value, so window, overlap and mask should not matter; it probes binding within a
+    pooling group (ratio, pooling). At the tiny config's budget it is limited by the decoder: every design scores about
+    the same, no better than raw context (benchmarks/results/measurability_recall.json)."""
 
     stream = 0
 
