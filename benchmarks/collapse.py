@@ -1,7 +1,7 @@
 """Why a seed does not learn: what the compressor sends the decoder over a trial's steps.
 
-Trains the tiny config (with `--set` overrides) once per seed and, every `--every` steps, reads the encoder's
-output and the latents for a fixed probe batch: their spread across examples (std over the batch, averaged over
+Trains the tiny config (with `--set` overrides) once per seed and, every `--every` steps (after that step's update),
+reads the encoder's output and the latents for a fixed probe batch (the first batch's first rows): their spread across examples (std over the batch, averaged over
 latents and features) and their norm, beside the decoder's token embeddings' norm. A compressor whose spread goes to
 zero sends every example the same latents: nothing of the context reaches the decoder, and the trial stays at chance.
 
