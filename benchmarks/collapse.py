@@ -1,9 +1,10 @@
 """Why a seed does not learn: what the compressor sends the decoder over a trial's steps.
 
-Trains the tiny config (with `--set` overrides) once per seed and, every `--every` steps (after that step's update),
-reads the encoder's output and the latents for a fixed probe batch (the first batch's first rows): their spread across examples (std over the batch, averaged over
-latents and features) and their norm, beside the decoder's token embeddings' norm. A compressor whose spread goes to
-zero sends every example the same latents: nothing of the context reaches the decoder, and the trial stays at chance.
+Trains the tiny config (with `--set` overrides) once per seed and, every `--every` steps (after that step's
+update), reads the encoder's output and the latents for a fixed probe batch (the first batch's first rows): their
+spread across examples (std over the batch, averaged over latents and features) and their norm, beside the decoder's
+token embeddings' norm. A compressor whose spread goes to zero sends every example the same latents: nothing of the
+context reaches the decoder, and the trial stays at chance.
 
     python benchmarks/collapse.py --set model.ratio=16 --seeds 0 2 [--every 20] [--threads 1] [--workers 2]
         [--name collapse]
