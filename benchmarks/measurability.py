@@ -133,5 +133,6 @@ def main() -> None:
     report(f"{a.name}_separation", ["task", "axis", "level against tiny", "learned (tiny vs level)", "Δ acc",
                                     "max seed sd", "|Δ| / sd", "beyond 3 sd"], sep_rows)
 
+
 if __name__ == "__main__":
     main()
