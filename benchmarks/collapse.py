@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import lightning as L
 import torch
 
 from _common import report
+from measurability import tiny_config
 
-CONFIG = Path(__file__).parents[1] / "configs" / "trial" / "tiny.yaml"
 PROBE_ROWS = 16
 
 
@@ -38,8 +37,8 @@ class Probe(L.Callback):
         if step % self.every:
             return
         model = module.model
-        encoded = model.encoder(self.context).float()  # (B, L, D_enc)
-        latents = model.adapter(encoded.to(next(model.adapter.parameters()).dtype)).float()  # (B, L, D_dec)
+        encoded = model.encoder(self.context).float()  # (B, L, D_enc): bf16 on GPU, the adapter weights fp32
+        latents = model.adapter(encoded).float()  # (B, L, D_dec)
         embeddings = model.decoder.embed.weight.float()  # (V, D_dec): the scale the decoder reads tokens at
         loss = trainer.callback_metrics.get("train/loss_compressed")
         self.rows.append({"step": step, "loss_compressed": float(loss) if loss is not None else float("nan"),
@@ -50,10 +49,9 @@ class Probe(L.Callback):
 
 def run_one(args: tuple) -> dict:
     seed, overrides, every, threads, out = args
-    from lclab.trials import load_config, run_trial
+    from lclab.trials import run_trial
 
-    cfg = load_config(CONFIG, [*overrides, f"seed={seed}", "progress=false", f"train.threads={threads}",
-                               f"output_dir={out}"])
+    cfg = tiny_config(overrides, seed, threads, out)
     probe = Probe(every)
     m = run_trial(cfg, callbacks=[probe]).metrics
     task = cfg.data.tasks[0]
