@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -101,17 +103,26 @@ def _work(space_path: str, lab_dir: str, threads: int, log: str | None, storage:
 
 
 def _watch(procs, study: optuna.Study, on_tick) -> None:
+    """Follow the workers until they end. Ctrl-C is taken between ticks, never inside one: a KeyboardInterrupt in the
+    middle of a database call can leave this process holding SQLite's write lock while it waits for the workers,
+    which need that lock to record their interrupted trials (each side then waits out the 120 s busy timeout)."""
+    interrupted = []
+    own = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) if own else None
     try:
-        while any(p.is_alive() for p in procs):
+        while any(p.is_alive() for p in procs) and not interrupted:
             if on_tick:
                 on_tick(study)
             time.sleep(1.0)
-    except KeyboardInterrupt:  # the workers got the same SIGINT: let them checkpoint and record their trials
+    finally:
+        if own:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted:  # the workers got the same SIGINT: let them checkpoint and record their trials
         for p in procs:
             p.join(timeout=120)
             if p.is_alive():
                 p.terminate()
-        raise
+        raise KeyboardInterrupt
     if on_tick:
         on_tick(study)
 

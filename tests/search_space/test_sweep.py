@@ -219,6 +219,29 @@ def test_ctrl_c_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_pa
     assert trials[1].user_attrs["metrics"]["train/steps"] == 2000
 
 
+def test_ctrl_c_during_a_database_call_of_the_parent_waits_for_the_call_to_end(tmp_path):
+    """CI once hung here for 120 s: Ctrl-C cut the parent's live display inside a query, the parent kept SQLite's
+    write lock while it waited for the worker, and the worker waited for that lock to record its interrupted trial.
+    The parent now takes Ctrl-C between ticks: a tick the signal lands in finishes its database calls first."""
+    import multiprocessing
+
+    path = mini_space(tmp_path, seeds=[0], budget={"steps": 50}, n_trials=1, axes={"ratio": {"values": [4]}})
+    finished = []
+
+    def tick(study):
+        if finished:
+            return
+        for child in multiprocessing.active_children():  # Ctrl-C reaches the whole process group
+            os.kill(child.pid, signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append(len(study.get_trials(deepcopy=False)))  # a database call after the signal arrived
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(load_space(path), tmp_path / "lab", on_tick=tick)
+    assert finished == [1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the parent's own handler is back
+
+
 def test_asha_stops_clearly_bad_configurations_early_and_keeps_the_best(tmp_path):
     lrs = [3.0e-3, 1.0e-7, 3.0e-8, 1.0e-8, 3.0e-9]  # the first learns, the rest barely move
     frames = {}
