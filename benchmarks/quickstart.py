@@ -6,7 +6,7 @@ Records the wall time of the sweep and of the report, the report's graded findin
 with whether it learned. `--seed-sets 0,1,2 3,4,5` repeats it with other seeds (a copy of the preset per set);
 `--train` also times `lclab train configs/trial/tiny.yaml` from a fresh cache (with its one-off warm decoder).
 
-    python benchmarks/quickstart.py [--seed-sets 0,1,2 ...] [--train]
+    python benchmarks/quickstart.py [--seed-sets 0,1,2 ...] [--train] [--name quickstart_seed_sets]
 """
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed-sets", nargs="*", default=None, help="comma-separated seeds per run, e.g. 0,1,2 3,4,5")
     ap.add_argument("--train", action="store_true", help="also time lclab train configs/trial/tiny.yaml (fresh cache)")
+    ap.add_argument("--name", default="quickstart", help="results file (benchmarks/results/NAME.json)")
     a = ap.parse_args()
     sets = [[int(s) for s in group.split(",")] for group in a.seed_sets] if a.seed_sets else [None]
     rows, runs = [], []
@@ -77,7 +78,7 @@ def main() -> None:
             env = {**os.environ, "LCLAB_CACHE": str(Path(tmp) / "cache")}
             extra["train_tiny_fresh_cache_s"] = lclab("train", ROOT / "configs/trial/tiny.yaml", "--output-dir",
                                                       Path(tmp) / "runs", cwd=Path(tmp), env=env)
-    report("quickstart", ["seeds", "sweep s", "report s", "ratio claim grade", "trials that did not learn"], rows, extra)
+    report(a.name, ["seeds", "sweep s", "report s", "ratio claim grade", "trials that did not learn"], rows, extra)
 
 
 if __name__ == "__main__":
