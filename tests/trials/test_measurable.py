@@ -1,5 +1,6 @@
-"""The tiny config learns measurably on 2 CPU cores: the laboratory's quickstart can rank designs.
-(The full 3-seed proof over several axes is `benchmarks/measurability.py`.)"""
+"""The tiny config learns measurably on 2 CPU cores and its baselines are honest. That it ranks designs is the
+README test's graded quickstart finding (1:4 against 1:2); the proof over seeds and axes is
+`benchmarks/measurability.py`."""
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,12 @@ TINY = Path(__file__).parents[2] / "configs" / "trial" / "tiny.yaml"
 
 
 @pytest.mark.slow
-def test_tiny_trial_uses_its_context_and_separates_compression_ratios(tmp_path):
+def test_tiny_trial_uses_its_context_and_has_an_honest_no_context_baseline(tmp_path):
     chance = 1 / 64
     r4 = run_trial(load_config(TINY, ["progress=false", f"output_dir={tmp_path}"])).metrics
-    r16 = run_trial(load_config(TINY, ["progress=false", f"output_dir={tmp_path}", "model.ratio=16"])).metrics
     assert r4["val/reconstruction/acc_full"] > 0.9  # raw context: the warm decoder copies it
     assert r4["val/reconstruction/acc_none"] < 3 * chance  # without context nothing is recoverable
     assert r4["val/reconstruction/acc"] > 10 * chance  # 1:4 latents carry most of the context
-    # and 1:16 clearly less: 0.205 against 0.027 at seed 0 (0.225 before 2 rows of each batch went to no context)
-    assert r4["val/reconstruction/acc"] > r16["val/reconstruction/acc"] + 0.15
-    assert r4["val/loss_compressed"] < r16["val/loss_compressed"]
     # the no-context rows train (train.none_share): the decoder's no-context loss comes down to near a uniform guess
     # (it was 8.1 nats against ln 64 = 4.16 when that mode never trained); the training unigram, exactly uniform on
     # random symbols, is the better no-context model here and stands in, so retention is defined and not inflated
