@@ -71,7 +71,9 @@ class MLPAdapter(Adapter):
 
 
 class _MLPWithAttention(MLPAdapter):
-    """The MLP plus one bidirectional self-attention block over the latents, shaped by `attention_block(cfg)`."""
+    """The MLP plus one bidirectional self-attention block over the latents, shaped by `attention_block(cfg)`.
+    The block's change to the latents passes through a scalar gate that starts at zero (ReZero), so at
+    initialisation the adapter is the MLP alone and the block grows in as it helps."""
 
     @classmethod
     def attention_block(cls, cfg: ModelConfig) -> TransformerConfig:
@@ -88,10 +90,15 @@ class _MLPWithAttention(MLPAdapter):
         super().__init__(cfg)
         block = self.attention_block(cfg)
         self.attn = Block(block.d_model, block.n_heads, block.mlp_ratio, cfg.attention)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (B, L, D) -> (B, L, D); the block at full strength from the first step left seeds at chance
+        return x + self.gate * (self.attn(x) - x)
 
     @classmethod
     def n_params(cls, cfg):
-        return super().n_params(cfg) + cls.attention_block(cfg).block_params()
+        return super().n_params(cfg) + cls.attention_block(cfg).block_params() + 1  # + the gate
 
     @classmethod
     def flops(cls, cfg, n_latents):
@@ -107,7 +114,7 @@ class AttentionMLPAdapter(_MLPWithAttention):
         return TransformerConfig(1, cfg.encoder.d_model, cfg.adapter.n_heads, 4.0)
 
     def forward(self, latents):
-        return self.mlp(self.attn(latents))
+        return self.mlp(self.attend(latents))
 
 
 @ADAPTERS.register("mlp_attn")
@@ -119,4 +126,4 @@ class MLPAttentionAdapter(_MLPWithAttention):
         return TransformerConfig(1, cfg.decoder.d_model, cfg.adapter.n_heads, 4.0)
 
     def forward(self, latents):
-        return self.attn(self.mlp(latents))
+        return self.attend(self.mlp(latents))
