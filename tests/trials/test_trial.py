@@ -131,6 +131,24 @@ def test_warm_decoder_is_trained_once_and_reused(tmp_path, monkeypatch):
     assert list((cache_dir() / "warm").glob("decoder-*.pt")) == cached  # same decoder + data: reused
 
 
+def test_a_warm_decoder_trained_at_another_thread_count_is_not_reused(tmp_path, monkeypatch):
+    """CPU results depend on the thread count, and a sweep's workers (1 thread each on 2 cores) and a lone trial
+    (torch's default) both leave train.threads at 0: each must train and read its own warm decoder, or a trial's
+    numbers would depend on which of them ran first."""
+    from lclab.trials.corpus import cache_dir
+
+    monkeypatch.setenv("LCLAB_CACHE", str(tmp_path / "cache"))
+    warm = {"decoder_init": "warm", "warm_steps": 6, "threads": 0}
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            run_trial(small_trial(tmp_path / str(n), train=warm))
+    finally:
+        torch.set_num_threads(before)
+    assert len(list((cache_dir() / "warm").glob("decoder-*.pt"))) == 2  # one per thread count, the second 1 reused
+
+
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
 def test_an_unreadable_checkpoint_is_named_set_aside_and_the_trial_restarts(tmp_path, damage, capsys):
     cfg = small_trial(tmp_path)
