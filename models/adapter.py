@@ -71,9 +71,7 @@ class MLPAdapter(Adapter):
 
 
 class _MLPWithAttention(MLPAdapter):
-    """The MLP plus one bidirectional self-attention block over the latents, shaped by `attention_block(cfg)`.
-    The block's change to the latents passes through a scalar gate that starts at zero (ReZero), so at
-    initialisation the adapter is the MLP alone and the block grows in as it helps."""
+    """The MLP plus one bidirectional self-attention block over the latents, shaped by `attention_block(cfg)`."""
 
     @classmethod
     def attention_block(cls, cfg: ModelConfig) -> TransformerConfig:
@@ -90,15 +88,10 @@ class _MLPWithAttention(MLPAdapter):
         super().__init__(cfg)
         block = self.attention_block(cfg)
         self.attn = Block(block.d_model, block.n_heads, block.mlp_ratio, cfg.attention)
-        self.gate = nn.Parameter(torch.zeros(()))
-
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, L, D) -> (B, L, D); the block at full strength from the first step left seeds at chance
-        return x + self.gate * (self.attn(x) - x)
 
     @classmethod
     def n_params(cls, cfg):
-        return super().n_params(cfg) + cls.attention_block(cfg).block_params() + 1  # + the gate
+        return super().n_params(cfg) + cls.attention_block(cfg).block_params()
 
     @classmethod
     def flops(cls, cfg, n_latents):
@@ -114,7 +107,7 @@ class AttentionMLPAdapter(_MLPWithAttention):
         return TransformerConfig(1, cfg.encoder.d_model, cfg.adapter.n_heads, 4.0)
 
     def forward(self, latents):
-        return self.mlp(self.attend(latents))
+        return self.mlp(self.attn(latents))
 
 
 @ADAPTERS.register("mlp_attn")
@@ -126,4 +119,4 @@ class MLPAttentionAdapter(_MLPWithAttention):
         return TransformerConfig(1, cfg.decoder.d_model, cfg.adapter.n_heads, 4.0)
 
     def forward(self, latents):
-        return self.attend(self.mlp(latents))
+        return self.attn(self.mlp(latents))

@@ -70,26 +70,11 @@ def test_adapter_contract(adapter):
     latents = torch.randn(2, 7, 32)
     out = part(latents)
     assert out.shape == (2, 7, 48)
-    with torch.no_grad():  # a generic point: a gate initialised at zero (attn_mlp's) passes no gradient at init by design
-        for p in part.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    part(latents).square().sum().backward()
+    out.square().sum().backward()
     for name, p in part.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {adapter}.{name}"
     assert ADAPTERS[adapter].n_params(cfg) == sum(p.numel() for p in part.parameters())
     assert ADAPTERS[adapter].flops(cfg, 7) * 2 == counted(lambda: part(latents))  # batch of 2
-
-
-@pytest.mark.parametrize("adapter", ["attn_mlp", "mlp_attn"])
-def test_an_attention_adapter_starts_as_the_mlp_alone(adapter):
-    """Its block enters through a gate at zero: the first steps train the MLP that learns on every seed."""
-    torch.manual_seed(0)
-    gated, plain = ADAPTERS[adapter](config(adapter=adapter)), ADAPTERS["mlp"](config(adapter="mlp"))
-    plain.mlp.load_state_dict(gated.mlp.state_dict())
-    latents = torch.randn(2, 7, 32)
-    assert torch.equal(gated(latents), plain(latents))
-    gated.gate.data.fill_(0.5)
-    assert not torch.allclose(gated(latents), plain(latents))
 
 
 @pytest.mark.parametrize("mode", MODES.names())
