@@ -109,7 +109,8 @@ def warm_decoder(cfg: TrialConfig, on_progress: Callable[[dict], None] | None = 
                                output_dir=str(cache_dir() / "warm"))
     # on CPU the thread count it trains at is in the name: CPU results differ with it, and a sweep's workers (1 thread
     # each on 2 cores) and a lone trial (torch's default) both leave train.threads at 0, which the hash leaves out
-    threads = "" if use_gpu() else f"-threads{cfg.train.threads or torch.get_num_threads()}"
+    # (rank 0's count under DDP: every rank must name the same file)
+    threads = broadcast("" if use_gpu() else f"-threads{cfg.train.threads or torch.get_num_threads()}")
     path = cache_dir() / "warm" / f"decoder-{warm.hash()}-arch{ARCHITECTURE_VERSION}{threads}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     # only rank 0 of a DDP trial takes the lock: the other ranks follow its decision below
