@@ -4,8 +4,13 @@ objectives over their matched configurations:
 
 - Spearman's rho and Kendall's tau (tau-a) between the configurations' seed means, each oriented so that larger is better;
 - the share of pairs of configurations the two studies order the same way;
-- 95% percentile intervals for all three from a bootstrap that resamples each configuration's seeds, in each study
-  independently (the seeds are what a re-run would change).
+- 95% percentile intervals for all three from a bootstrap over the seeds (what a re-run would change), in each study
+  independently. A seed moves every configuration alike (same data order, same initialisation of shared shapes), so
+  when every configuration of a study ran the same seeds, at least `PAIRED_SEEDS` of them, the seeds are resampled
+  jointly: configurations are compared on the same seeds, as a paired effect is. With fewer seeds the joint bootstrap
+  undercovers (a paired mean's interval: 0.82 at 3 seeds, 0.93 at 5; benchmarks/results/coverage.json), and with
+  unmatched seeds it does not apply: each configuration's seeds are then resampled on their own, which overstates the
+  noise of an ordering whenever seeds shift configurations alike.
 
 A proxy's fidelity is "strong" when the interval of the agreeing share lies above 3/4 (Kendall's tau above 1/2: the
 proxy orders at least three in four pairs of designs like real text, beyond seed noise); "weak" otherwise; and
@@ -27,6 +32,7 @@ from lclab.analysis.load import Lab
 BOOTSTRAP = 2000
 STRONG_AGREEMENT = 0.75  # lower bound of the agreeing share of pairs: Kendall's tau > 1/2
 LEVEL = 0.95
+PAIRED_SEEDS = 5  # the fewest shared seeds resampled jointly
 
 
 @dataclass
@@ -42,6 +48,7 @@ class Fidelity:
     kendall_ci: tuple[float, float] = (float("nan"), float("nan"))
     agree: float = float("nan")  # share of pairs of configurations ordered alike
     agree_ci: tuple[float, float] = (float("nan"), float("nan"))
+    bootstrap: tuple[str, str] = ("", "")  # how the proxy's and the target's seeds were resampled
     table: pd.DataFrame | None = None  # per matched configuration: both studies' means and seeds
     axes: list[str] = field(default_factory=list)  # the scientific axes the two studies share
     by_axis: dict[str, "Fidelity"] = field(default_factory=dict)  # each axis's slice through the base configuration
@@ -52,6 +59,7 @@ class Fidelity:
                 "n_configs": self.n_configs, "spearman": num(self.spearman), "spearman_ci": [num(v) for v in self.spearman_ci],
                 "kendall": num(self.kendall), "kendall_ci": [num(v) for v in self.kendall_ci],
                 "agree": num(self.agree), "agree_ci": [num(v) for v in self.agree_ci],
+                "bootstrap": {"proxy": self.bootstrap[0], "target": self.bootstrap[1]},
                 "by_axis": {a: f.to_dict() for a, f in self.by_axis.items()}}
 
     def summary(self) -> str:
@@ -61,7 +69,8 @@ class Fidelity:
             if self.n_configs >= 3 else ""
         return (f"its fidelity to '{self.target}' is {self.grade} over {self.n_configs} matched configurations: {rho}"
                 f"Kendall {self.kendall:.2f} [{self.kendall_ci[0]:.2f}, {self.kendall_ci[1]:.2f}], "
-                f"{self.agree:.0%} of pairs ordered alike [{self.agree_ci[0]:.0%}, {self.agree_ci[1]:.0%}]")
+                f"{self.agree:.0%} of pairs ordered alike [{self.agree_ci[0]:.0%}, {self.agree_ci[1]:.0%}]"
+                f" (seeds resampled: proxy {self.bootstrap[0]}, target {self.bootstrap[1]})")
 
 
 def _goodness(lab: Lab, study: str, objective: int) -> pd.DataFrame:
@@ -121,12 +130,13 @@ def _fidelity(lab: Lab, proxy: str, target: str, p: pd.DataFrame, t: pd.DataFram
     if len(keys) < 2:
         return Fidelity(proxy, target, "unmeasured", f"{len(keys)} configuration(s) learned in both studies "
                         f"(axes {', '.join(axes) or 'none'} in common): at least 2 are needed to compare orderings")
-    groups = [[df[df.key == k].good.to_numpy() for k in keys] for df in (p, t)]
+    frames = [[df[df.key == k] for k in keys] for df in (p, t)]
+    groups = [[f.good.to_numpy() for f in fs] for fs in frames]
     means = [np.array([[g.mean() for g in gs]]) for gs in groups]  # (1, configurations)
     rho, tau, agree = (float(v[0]) for v in _stats(*means))
     rng = np.random.default_rng(seed)
-    # each configuration's seeds resampled, in each study independently: (draws, configurations) of means
-    boot = [np.stack([rng.choice(g, (BOOTSTRAP, len(g))).mean(1) for g in gs], axis=1) for gs in groups]
+    (boot_p, how_p), (boot_t, how_t) = (_bootstrap(fs, rng) for fs in frames)
+    boot = [boot_p, boot_t]
     q = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
     ci = [tuple(float(v) for v in np.nanpercentile(x, q)) if np.isfinite(x).any() else (float("nan"), float("nan"))
           for x in _stats(*boot)]
@@ -139,4 +149,16 @@ def _fidelity(lab: Lab, proxy: str, target: str, p: pd.DataFrame, t: pd.DataFram
                           "target": means[1][0] * (1 if lab.studies[target].maximize(0) else -1),
                           "target seeds": [len(g) for g in groups[1]]})
     return Fidelity(proxy, target, "strong" if strong else "weak", why, len(keys), rho, ci[0], tau, ci[1], agree, ci[2],
-                    table, axes)
+                    (how_p, how_t), table, axes)
+
+
+def _bootstrap(frames: list[pd.DataFrame], rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """(draws, configurations) of configuration means over resampled seeds, and how they were resampled: jointly when
+    every configuration ran the same `PAIRED_SEEDS` or more seeds, else each configuration on its own."""
+    seeds = {tuple(sorted(f.seed)) for f in frames}
+    shared = next(iter(seeds))
+    if len(seeds) == 1 and len(shared) >= PAIRED_SEEDS and len(set(shared)) == len(shared):
+        values = np.stack([f.set_index("seed").good.loc[list(shared)].to_numpy() for f in frames], axis=1)  # (seeds, configs)
+        return values[rng.integers(0, len(shared), (BOOTSTRAP, len(shared)))].mean(1), f"jointly ({len(shared)} shared seeds)"
+    return (np.stack([rng.choice(f.good.to_numpy(), (BOOTSTRAP, len(f))).mean(1) for f in frames], axis=1),
+            "per configuration")

@@ -73,11 +73,13 @@ def _trial(p: dict, seed: int, value: float, steps: int = 400, flops_per_step: f
 
 def write_study(storage: str, name: str = "planted", sigma: float = 0.02, seeds: int = 4, rng_seed: int = 0,
                 failed: int = 0, unlearned: tuple = (), levels: dict | None = None, mem_noise: float = 0.0,
-                truth=true_value, **summary) -> optuna.Study:
+                truth=true_value, seed_sigma: float = 0.0, **summary) -> optuna.Study:
     """`unlearned`: (point, seed) pairs whose trial stayed at chance (flagged as not learned, like a real trial);
     `levels`: a subset of LEVELS to cross (the other axes stay at BASE); `mem_noise`: seed noise of peak memory;
-    `truth`: the noiseless value of a point (a proxy's own, for fidelity); `summary`: data_source, fidelity_of."""
+    `truth`: the noiseless value of a point (a proxy's own, for fidelity); `seed_sigma`: sd of an offset each seed adds
+    to every configuration alike (a real seed fixes the data order); `summary`: data_source, fidelity_of."""
     rng = np.random.default_rng(rng_seed)
+    offsets = np.random.default_rng([rng_seed, 1]).normal(0, seed_sigma, seeds)  # its own stream: rng's draws unchanged
     levels = levels or LEVELS
     study = _study(storage, name, {k: "scientific" if k in levels else "fixed" for k in LEVELS}, **summary)
     trials = []
@@ -85,7 +87,7 @@ def write_study(storage: str, name: str = "planted", sigma: float = 0.02, seeds:
         p = {**BASE, **dict(zip(levels, values))}
         for seed in range(seeds):
             failed_to_learn = any(p == q and seed == s for q, s in unlearned)
-            value = CHANCE_LOSS if failed_to_learn else truth(p) + rng.normal(0, sigma)
+            value = CHANCE_LOSS if failed_to_learn else truth(p) + offsets[seed] + rng.normal(0, sigma)
             trials.append(_trial(p, seed, value, learned=not failed_to_learn,
                                  peak_mem=600.0 + rng.normal(0, mem_noise) if mem_noise else 600.0))
             if levels is not LEVELS:
