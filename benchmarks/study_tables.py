@@ -1,7 +1,7 @@
 """The fidelity and literature tables of studies already run, as `lclab report` computes them, kept as a result.
 
-    lclab sweep search_space/presets/fidelity_text.yaml --workers 2 --lab LAB      # and fidelity_reconstruction,
-    lclab sweep search_space/presets/fidelity_text.yaml --workers 2 --lab LAB --replicate-top 5 --seeds 2  # kv_offset
+    lclab sweep search_space/presets/fidelity_text.yaml --workers 2 --lab LAB   # and fidelity_reconstruction, _kv_offset
+    lclab sweep search_space/presets/replication.yaml --workers 2 --lab LAB
     python benchmarks/study_tables.py --lab LAB --studies fidelity_reconstruction fidelity_kv_offset --name fidelity
     python benchmarks/study_tables.py --lab LAB --studies replication --name replication
 
