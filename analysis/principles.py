@@ -3,8 +3,9 @@
 Grades:
 - high: p_holm < 0.01 with at least 3 seeds behind the comparison
 - medium: p_holm < 0.05 and the interval excludes zero
-- null: no level of the axis differs, and the interval rules out effects larger than the smallest effect
-  of interest (``min_effect``; by default the seed-to-seed noise, else a fifth of the largest finding)
+- null: no level of the axis differs significantly (Holm), and every interval rules out effects larger than the
+  smallest effect of interest (``min_effect``; by default the seed-to-seed noise, else a fifth of the largest
+  finding); an interval that excludes 0 is named in the claim (a real effect, too small to matter)
 - inconclusive: neither; the claim says what data would settle it
 No claim is made without its effect, interval, n and p."""
 from __future__ import annotations
@@ -105,8 +106,17 @@ def axis_null_claim(axis: str, effects: list[Effect], metric: str, min_effect: f
     levels = ", ".join(str(e.level) for e in effects)
     ref = effects[0].reference
     if np.isfinite(bound) and np.isfinite(min_effect) and bound <= min_effect:
-        text = (f"No evidence that {axis} matters for {metric}: levels {levels} against {ref} all have |Δ| < {_fmt(bound)} "
-                f"(every 95% CI covers 0; at least {n} {'pairs' if effects[0].estimate.paired else 'trials'}, {seeds} seeds).")
+        support = f"at least {n} {'pairs' if effects[0].estimate.paired else 'trials'}, {seeds} seeds"
+        real = [e for e in effects if not e.estimate.covers_zero]
+        if not real:
+            text = (f"No evidence that {axis} matters for {metric}: levels {levels} against {ref} all have "
+                    f"|Δ| < {_fmt(bound)} (every 95% CI covers 0; {support}).")
+        else:  # small but not nothing: say it, with the intervals that exclude 0
+            shown = "; ".join(f"{_level(axis, e.level)}: {_fmt(e.estimate.value)} [{_fmt(e.estimate.lo)}, "
+                              f"{_fmt(e.estimate.hi)}], {_p(e.p_holm)}" for e in real)
+            text = (f"{axis} matters for {metric} by less than the smallest effect of interest {_fmt(min_effect)}: levels "
+                    f"{levels} against {ref} all have |Δ| < {_fmt(bound)} ({support}). Some 95% CIs exclude 0, though no "
+                    f"level is significant after Holm's correction: {shown}.")
         return Claim(text, "null", "null", axis, 0.0, (-bound, bound), n, seeds, min(e.p_holm for e in effects))
     why = (f"the intervals allow effects up to {_fmt(bound)}, more than the smallest effect of interest {_fmt(min_effect)}"
            if np.isfinite(bound) and np.isfinite(min_effect) else "there is not enough data for an interval or a noise estimate")
