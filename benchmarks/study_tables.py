@@ -57,7 +57,7 @@ def main() -> None:
     for s in a.studies:
         result = analyze(data, s)
         f, findings = result.fidelity, [c.to_dict() for c in result.literature]
-        if f is not None:
+        if f is not None and f.target:  # a proxy with a declared twin
             fid += fidelity_rows(s, f.to_dict())
         lit += literature_rows(s, findings)
         commits = data.complete(s).get("code_version.commit", pd.Series(dtype=str)).dropna()
