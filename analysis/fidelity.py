@@ -135,8 +135,7 @@ def _fidelity(lab: Lab, proxy: str, target: str, p: pd.DataFrame, t: pd.DataFram
     means = [np.array([[g.mean() for g in gs]]) for gs in groups]  # (1, configurations)
     rho, tau, agree = (float(v[0]) for v in _stats(*means))
     rng = np.random.default_rng(seed)
-    (boot_p, how_p), (boot_t, how_t) = (_bootstrap(fs, rng) for fs in frames)
-    boot = [boot_p, boot_t]
+    boot, how = zip(*(_bootstrap(fs, rng) for fs in frames))  # proxy's, target's
     q = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
     ci = [tuple(float(v) for v in np.nanpercentile(x, q)) if np.isfinite(x).any() else (float("nan"), float("nan"))
           for x in _stats(*boot)]
@@ -149,7 +148,7 @@ def _fidelity(lab: Lab, proxy: str, target: str, p: pd.DataFrame, t: pd.DataFram
                           "target": means[1][0] * (1 if lab.studies[target].maximize(0) else -1),
                           "target seeds": [len(g) for g in groups[1]]})
     return Fidelity(proxy, target, "strong" if strong else "weak", why, len(keys), rho, ci[0], tau, ci[1], agree, ci[2],
-                    (how_p, how_t), table, axes)
+                    how, table, axes)
 
 
 def _bootstrap(frames: list[pd.DataFrame], rng: np.random.Generator) -> tuple[np.ndarray, str]:

@@ -6,7 +6,7 @@ skips those it has already answered, is right with probability 1/(P - i) at quer
 query of the tiny config, 1 on the last, 0.21 on average, without reading a single key. This trains the tiny config
 on each task and seed (with `--set` overrides), then scores, in compressed and full-context mode on held-out batches:
 accuracy on the first and last quarter of the queries, the share of predictions that are a value of the context
-(bag), and the same two numbers for the bag-and-eliminate guesser.
+(bag) and of those not yet answered in the text, beside the same numbers for the bag-and-eliminate guesser.
 
     python benchmarks/shortcut.py [--tasks kv_recall kv_offset] [--seeds 0 1 2] [--set key=value ...]
         [--threads 1] [--workers 2] [--name kv_shortcut]
@@ -42,6 +42,7 @@ def probe(module, cfg) -> dict:
     from lclab.trials.synthetic import generate
 
     task, P = cfg.data.tasks[0], cfg.data.kv_pairs
+    q = max(1, P // 4)  # a quarter of the queries
     module.eval()
     out = {}
     for mode in ("compressed", "full"):
@@ -51,12 +52,10 @@ def probe(module, cfg) -> dict:
             logits = module.model(torch.from_numpy(context), torch.from_numpy(text), mode)  # (B, S, V)
             parts.append(query_profile(context, text, logits.argmax(-1).numpy(), P))
         prof = {k: np.concatenate([p[k] for p in parts]).mean(0) for k in parts[0]}  # (P,) each
-        q = max(1, P // 4)
         out[mode] = {"acc": float(prof["right"].mean()), "acc_first": float(prof["right"][:q].mean()),
                      "acc_last": float(prof["right"][-q:].mean()), "in_bag": float(prof["in_bag"].mean()),
-                     "acc_by_query": prof["right"].round(4).tolist()}
+                     "fresh": float(prof["fresh"].mean()), "acc_by_query": prof["right"].round(4).tolist()}
     eliminate = 1 / (P - np.arange(P))  # the bag-and-eliminate guesser's accuracy at each query
-    q = max(1, P // 4)
     out["bag_guess"] = {"acc": float(eliminate.mean()), "acc_first": float(eliminate[:q].mean()),
                         "acc_last": float(eliminate[-q:].mean())}
     return out
@@ -88,11 +87,11 @@ def main() -> None:
     for r in runs:
         for mode in ("compressed", "full"):
             m = r[mode]
-            rows.append([r["task"], r["seed"], mode, m["acc"], m["acc_first"], m["acc_last"], m["in_bag"]])
+            rows.append([r["task"], r["seed"], mode, m["acc"], m["acc_first"], m["acc_last"], m["in_bag"], m["fresh"]])
     g = runs[0]["bag_guess"]
-    rows.append(["bag guess", "-", "-", g["acc"], g["acc_first"], g["acc_last"], 1.0])
+    rows.append(["bag guess", "-", "-", g["acc"], g["acc_first"], g["acc_last"], 1.0, 1.0])
     report(a.name, ["task", "seed", "mode", "acc", "acc first quarter of queries", "acc last quarter",
-                    "share of guesses in the bag"], rows,
+                    "share of guesses in the bag", "in the bag and not yet answered"], rows,
            {"runs": runs, "overrides": a.overrides, "threads": a.threads, "command": " ".join(["python", *sys.argv])})
 
 

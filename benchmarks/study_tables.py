@@ -72,5 +72,6 @@ def main() -> None:
     else:
         report(a.name, ["study", "published finding", "result here", "effect [95% CI]", "seeds", "evidence"], lit, extra)
 
+
 if __name__ == "__main__":
     main()
