@@ -13,12 +13,14 @@ class Preempted(Exception):
 
 
 class StopRequest(L.Callback):
-    """While a trial trains, SIGTERM and SIGUSR2 (Slurm's preemption and time-limit warnings) only request a stop:
-    the trial stops at the next step boundary, where its state is consistent, and saves its checkpoint
-    (SaveOnInterrupt reacts to the KeyboardInterrupt). Outside training the worker's own handlers apply.
-    Lightning's SIGTERM handling would instead end the trial without a checkpoint. Only USR2 (submitit's warning)
-    asks the worker to requeue its job: SIGTERM comes from scancel, or from Slurm's own preemption, which
-    requeues by itself."""
+    """For the whole life of a worker, SIGTERM and SIGUSR2 (Slurm's preemption and time-limit warnings) only
+    request a stop: a training trial stops at the next step boundary, where its state is consistent, and saves its
+    checkpoint (SaveOnInterrupt reacts to the KeyboardInterrupt); between trials the worker stops before asking
+    for the next. Installed for the job and not only while a trial trains, because Slurm's preemption sends
+    SIGTERM and then USR2 a moment later: submitit's USR2 handler, had it been back in place, would exit in the
+    middle of the worker recording the stop in the study. Lightning's SIGTERM handling would instead end the
+    trial without a checkpoint. Only USR2 (submitit's warning) asks the worker to requeue its job: SIGTERM alone
+    comes from scancel, or from Slurm's own preemption, which requeues by itself."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
@@ -33,18 +35,27 @@ class StopRequest(L.Callback):
         self.requested = True
         self.received.add(signum)
 
-    def on_train_start(self, trainer, module):
+    def __enter__(self) -> "StopRequest":
         self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}
         for s in self.SIGNALS:
             signal.signal(s, self._request)
+        return self
 
-    def on_train_end(self, trainer, module):
+    def __exit__(self, *exc) -> None:
+        """The previous handlers (submitit's) back in place."""
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous = {}
 
-    def on_exception(self, trainer, module, exception):
-        self.on_train_end(trainer, module)
+    def previous(self, signum: int):
+        """The handler this request replaced for `signum` (submitit's requeue for USR2), while installed."""
+        return self._previous.get(signum)
+
+    def on_train_start(self, trainer, module):
+        # Lightning puts its own SIGTERM handler over ours for fit, which would end the trial with its
+        # SIGTERMException and no checkpoint: ours again while training (Lightning's teardown restores ours)
+        for s in self.SIGNALS:
+            signal.signal(s, self._request)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         # under DDP a signal may reach one rank a step before another: all stop once any of them has it, agreed

@@ -128,7 +128,20 @@ class SweepJob(submitit.helpers.Checkpointable):
         import torch
 
         torch.set_num_threads(threads)
-        stop = StopRequest()  # while a trial trains, a signal only asks it to checkpoint at the next step boundary
+        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint(), requeue, exit
+        stop = StopRequest()
+        try:
+            with stop:  # from here on a signal only asks the job to stop where nothing is half written
+                return self.work(stop, space_path, lab_dir, storage)
+        except Preempted:
+            if signal.SIGUSR2 in stop.received and callable(requeue):
+                requeue(signal.SIGUSR2, None)
+            # SIGTERM: preemption sends USR2 right after it (submitit's handler, back in place, then requeues and
+            # exits); scancel sends none, so the job ends and its trial stays RUNNING for the heartbeat's retry
+            time.sleep(USR2_AFTER_TERM_S)
+            raise
+
+    def work(self, stop: StopRequest, space_path: str, lab_dir: str, storage: str | None) -> dict:
         world = join_process_group()
         if submitit.JobEnvironment().global_rank > 0:
             return follow(stop)
@@ -137,27 +150,22 @@ class SweepJob(submitit.helpers.Checkpointable):
         study = open_study(space, Path(lab_dir), worker_seed=os.getpid())
         objective = Objective(space, Path(lab_dir), identity["slurm_stdout"], {**identity, "devices": world}, stop,
                               announce if world > 1 else None)
-        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's handler: checkpoint(), requeue, exit
         target = StopAt(target_trials(space, study), space.sampler["name"] in ENUMERATED)
         ran = 0
-        try:
-            for running in own_running_trials(study, identity["slurm_job"]):
-                try:
-                    run_one(study, objective, trial_of(study, running))
-                    ran += 1
-                except optuna.exceptions.UpdateFinishedTrialError:  # e.g. failed and retried elsewhere meanwhile
-                    print(f"trial {storage_of(study).get_trial(running).number} was finished by another worker while this "
-                          "job was requeued; going on with the study", flush=True)
-            while not target.reached(study):
-                run_one(study, objective, study.ask())
+        for running in own_running_trials(study, identity["slurm_job"]):
+            try:
+                run_one(study, objective, trial_of(study, running))
                 ran += 1
-            if world > 1:
-                broadcast(None)  # the study is done: release the other ranks
-        except Preempted:
-            if signal.SIGUSR2 in stop.received and callable(requeue):
-                requeue(signal.SIGUSR2, None)
-            # SIGTERM: preemption sends USR2 right after it (submitit's handler, back in place, then requeues and
-            # exits); scancel sends none, so the job ends and its trial stays RUNNING for the heartbeat's retry
-            time.sleep(USR2_AFTER_TERM_S)
-            raise
+            except optuna.exceptions.UpdateFinishedTrialError:  # e.g. failed and retried elsewhere meanwhile
+                print(f"trial {storage_of(study).get_trial(running).number} was finished by another worker while this "
+                      "job was requeued; going on with the study", flush=True)
+        while not target.reached(study):
+            if stop.requested:  # the signal came between trials: stop before starting another
+                if world > 1:
+                    broadcast(None)
+                raise Preempted(f"stopped between trials after {ran}")
+            run_one(study, objective, study.ask())
+            ran += 1
+        if world > 1:
+            broadcast(None)  # the study is done: release the other ranks
         return {"trials": ran, **identity}
