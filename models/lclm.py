@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
 
 from .adapter import ADAPTERS
 from .config import ModelConfig
@@ -46,9 +48,24 @@ class LCLM(nn.Module):
         """The three parts with their own learning rate, parameter count and FLOPs (pooling is the encoder's)."""
         return {"encoder": self.encoder, "adapter": self.adapter, "decoder": self.decoder}
 
-    def compress(self, context: torch.Tensor) -> torch.Tensor:
-        """context: (B, T) -> latents in decoder space (B, ceil(T / r), D_dec)."""
-        return self.adapter(self.encoder(context))
+    def compress(self, context: torch.Tensor, skip: float = 0.0) -> torch.Tensor:
+        """context: (B, T) -> latents in decoder space (B, ceil(T / r), D_dec). `skip` > 0 (a training curriculum,
+        `train.embedding_skip_frac`) adds that weight of each latent's mean token embedding: latents a warm decoder
+        can read from the first step, so the encoder gets a useful gradient before the decoder learns to ignore it."""
+        latents = self.adapter(self.encoder(context))
+        if skip:
+            latents = latents + skip * self.group_embeddings(context).to(latents.dtype)
+        return latents
+
+    def group_embeddings(self, context: torch.Tensor) -> torch.Tensor:
+        """context: (B, T) -> (B, ceil(T / r), D_dec): the mean decoder embedding of the r tokens each latent stands
+        for (the last group may be shorter)."""
+        r, T = self.cfg.ratio, context.shape[1]
+        L = -(-T // r)
+        embeds = F.pad(self.decoder.embed(context), (0, 0, 0, L * r - T))  # (B, L * r, D), zero-padded
+        sums = rearrange(embeds, "b (l r) d -> b l r d", r=r).sum(2)  # (B, L, D)
+        counts = (T - torch.arange(L, device=context.device) * r).clamp(max=r)  # (L,) tokens in each group
+        return sums / counts[:, None].to(sums.dtype)
 
     def frame(self, mode: str, T: int, S: int, device: torch.device, dtype: torch.dtype) -> Frame:
         """The special tokens, RoPE positions and tables of a (mode, context length T, text length S) sequence.
@@ -80,8 +97,8 @@ class LCLM(nn.Module):
         self._frames[key] = frame
         return frame
 
-    def prefix(self, context: torch.Tensor, mode: str, frame: Frame) -> torch.Tensor:
-        """The decoder input before the text: embeddings (B, P, D_dec) in the frame's dtype."""
+    def prefix(self, context: torch.Tensor, mode: str, frame: Frame, skip: float = 0.0) -> torch.Tensor:
+        """The decoder input before the text: embeddings (B, P, D_dec) in the frame's dtype (`skip`: `compress`)."""
         B = context.shape[0]
         m, embed = MODES[mode], self.decoder.embed
         if m.reads == "context":
@@ -89,15 +106,16 @@ class LCLM(nn.Module):
         elif m.reads == "nothing":
             middle = embed.weight.new_zeros(B, 0, embed.embedding_dim)
         else:
-            middle = self.compress(context)  # (B, ceil(T/r), D)
+            middle = self.compress(context, skip)  # (B, ceil(T/r), D)
         parts = [embed(frame.before).expand(B, -1, -1), middle, embed(frame.after).expand(B, -1, -1)]
         return torch.cat([p.to(frame.rope[0].dtype) for p in parts], dim=1)
 
-    def forward(self, context: torch.Tensor, text: torch.Tensor, mode: str = "compressed") -> torch.Tensor:
-        """context: (B, T), text: (B, S) -> logits (B, S, V); logits[:, i] predicts text[:, i]."""
+    def forward(self, context: torch.Tensor, text: torch.Tensor, mode: str = "compressed",
+                skip: float = 0.0) -> torch.Tensor:
+        """context: (B, T), text: (B, S) -> logits (B, S, V); logits[:, i] predicts text[:, i] (`skip`: `compress`)."""
         T, S = context.shape[1], text.shape[1]
         frame = self.frame(mode, T, S, context.device, compute_dtype(context.device))
-        prefix = self.prefix(context, mode, frame)  # (B, P, D)
+        prefix = self.prefix(context, mode, frame, skip)  # (B, P, D)
         embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1]).to(prefix.dtype)], dim=1)  # (B, P + S - 1, D)
         hidden = self.decoder(embeds, frame.rope)
         return self.decoder.head(hidden[:, frame.prefix_len - 1:])  # (B, S, V)

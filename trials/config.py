@@ -66,6 +66,9 @@ class TrainConfig:
     none_share: float = 0.05
     stages: Literal["joint", "staged"] = "joint"
     stage_fracs: list[float] = field(default_factory=lambda: [0.1, 0.1])  # staged: adapter only, + encoder; then all
+    # curriculum: latents get each group's mean token embedding added, its weight annealed from 1 to 0 over this share
+    # of the steps (0: off); the trained model is a pure compressor (benchmarks/results/recipe_screen.json)
+    embedding_skip_frac: float = 0.0
     decoder_init: Literal["scratch", "warm"] = "scratch"
     warm_steps: int = 300  # warm start: decoder pre-training steps on raw context (cached per study data)
     warm_lr: float = 1e-3
@@ -124,7 +127,8 @@ class TrialConfig:
         plugins = d.pop("plugins")
         if plugins:
             d["plugin_code"] = sorted(plugin_hash(p) for p in plugins)
-        for section, key in ((d["model"], "pooling_options"), (d["model"]["adapter"], "options")):
+        for section, key in ((d["model"], "pooling_options"), (d["model"]["adapter"], "options"),
+                             (d["train"], "embedding_skip_frac")):
             if not section[key]:
                 section.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -168,6 +172,9 @@ class TrialConfig:
         if t.stages == "staged" and (len(t.stage_fracs) != 2 or sum(t.stage_fracs) >= 1 or min(t.stage_fracs) < 0):
             raise ConfigError("train.stage_fracs", f"{t.stage_fracs} is not two non-negative fractions summing below 1",
                               "use e.g. [0.1, 0.1]: adapter only, then + encoder, then everything")
+        if not 0 <= t.embedding_skip_frac <= 1:
+            raise ConfigError("train.embedding_skip_frac", f"{t.embedding_skip_frac} is not a share of the steps",
+                              "use a value from 0 (off) to 1, e.g. 0.5: the skip fades out over the first half")
         if t.batch_size < 1 or t.checkpoint_every < 1:
             raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
         modes = list(t.trained_modes())

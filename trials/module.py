@@ -58,16 +58,23 @@ class LCLMTrial(L.LightningModule):
         the modes' token-mean losses weighted by their shares. Each mode's token sum is divided by its token count
         over the whole global batch (`mode_tokens`), so DDP's average over ranks is exactly one process's loss."""
         world, start = rank_world()[1], 0
-        total, losses = 0.0, {}
+        total, losses, skip = 0.0, {}, self.embedding_skip(self.global_step)
         for i, (mode, rows) in enumerate(batch["mode_rows"]):
             part = {k: batch[k][start:start + rows] for k in ("context", "text", "loss_mask")}
             start += rows
             if rows == 0:  # this DDP rank holds none of the mode's rows
                 continue
             text, mask = mode_targets(part, mode)
-            losses[mode] = self.loss_sum(self.model(part["context"], text, mode), text, mask) * world / batch["mode_tokens"][i]
+            logits = self.model(part["context"], text, mode, skip)
+            losses[mode] = self.loss_sum(logits, text, mask) * world / batch["mode_tokens"][i]
             total = total + self.shares[mode] * losses[mode]
         return total, losses
+
+    def embedding_skip(self, step: int) -> float:
+        """The curriculum's weight on the latents' mean token embeddings at `step` (`train.embedding_skip_frac`):
+        1 at the start, 0 from the end of its share on (and always in validation)."""
+        span = self.cfg.train.embedding_skip_frac * self.total_steps
+        return max(0.0, 1.0 - step / span) if span else 0.0
 
     def training_step(self, batch, batch_idx):
         loss, losses = self.training_losses(batch)

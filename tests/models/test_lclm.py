@@ -120,3 +120,17 @@ def test_causal_half_counts_half_of_every_causal_score_matrix(mask):
     assert palm["decoder"] - half["decoder"] == dec_seq * dec_seq * 2 * d  # QK^T and AV: 4 L^2 d, half of it
     enc_saved = (T // W) * W * W * 2 * d if mask == "causal" else 0  # one layer, n windows of W
     assert palm["encoder"] - half["encoder"] == enc_saved
+
+
+def test_the_embedding_skip_adds_each_latents_mean_token_embedding():
+    model = make(ratio=4)
+    context = torch.randint(8, 64, (2, 37))  # the last group holds one token
+    embeds = model.decoder.embed(context)
+    by_hand = torch.stack([embeds[:, i:i + 4].mean(1) for i in range(0, 37, 4)], 1)  # (2, 10, 32)
+    torch.testing.assert_close(model.group_embeddings(context), by_hand)
+    plain = model.adapter(model.encoder(context))
+    assert torch.equal(model.compress(context), plain)  # off by default: a pure compressor
+    torch.testing.assert_close(model.compress(context, 0.25), plain + 0.25 * by_hand)
+    text = torch.randint(8, 64, (2, 9))
+    assert not torch.allclose(model(context, text, "compressed", 0.25), model(context, text, "compressed"))
+    assert torch.equal(model(context, text, "full", 0.25), model(context, text, "full"))  # raw context: no latents

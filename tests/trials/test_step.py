@@ -188,3 +188,18 @@ def test_compile_trial_compiles_every_block_and_the_loss_in_place(tmp_path):
     assert len(blocks) == 3 and all(b._compiled_call_impl is not None for b in blocks)  # encoder, adapter, decoder
     assert list(module.model.state_dict()) == keys  # checkpoints stay loadable by an eager model
     assert module.loss_sum is not loss_sum
+
+
+def test_the_embedding_skip_fades_out_over_its_share_of_the_steps_and_counts_in_the_loss(tmp_path):
+    cfg = small_trial(tmp_path, train={"embedding_skip_frac": 0.5})
+    module = LCLMTrial(cfg, 12)
+    assert [module.embedding_skip(s) for s in (0, 3, 6, 9)] == [1.0, 0.5, 0.0, 0.0]
+    assert LCLMTrial(small_trial(tmp_path), 12).embedding_skip(0) == 0.0  # off by default
+    assert cfg.hash() != small_trial(tmp_path).hash()
+    with pytest.raises(ConfigError, match="train.embedding_skip_frac"):
+        small_trial(tmp_path, train={"embedding_skip_frac": 1.5})
+    source = make_source(cfg.data)
+    batch = compose(source.train_batch(0, 0, 8), cfg.train.composition(), 0, 0)
+    with_skip = module.training_losses(batch)[1]["compressed"]  # global step 0: weight 1
+    module.cfg.train.embedding_skip_frac = 0.0
+    assert not torch.allclose(module.training_losses(batch)[1]["compressed"], with_skip)
