@@ -35,10 +35,13 @@ class StopRequest(L.Callback):
         self.requested = True
         self.received.add(signum)
 
-    def __enter__(self) -> "StopRequest":
-        self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+    def _hold(self) -> None:
         for s in self.SIGNALS:
             signal.signal(s, self._request)
+
+    def __enter__(self) -> "StopRequest":
+        self._previous = {s: signal.getsignal(s) for s in self.SIGNALS}
+        self._hold()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -47,15 +50,10 @@ class StopRequest(L.Callback):
             signal.signal(s, handler)
         self._previous = {}
 
-    def previous(self, signum: int):
-        """The handler this request replaced for `signum` (submitit's requeue for USR2), while installed."""
-        return self._previous.get(signum)
-
     def on_train_start(self, trainer, module):
         # Lightning puts its own SIGTERM handler over ours for fit, which would end the trial with its
         # SIGTERMException and no checkpoint: ours again while training (Lightning's teardown restores ours)
-        for s in self.SIGNALS:
-            signal.signal(s, self._request)
+        self._hold()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         # under DDP a signal may reach one rank a step before another: all stop once any of them has it, agreed

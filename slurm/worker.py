@@ -159,13 +159,11 @@ class SweepJob(submitit.helpers.Checkpointable):
             except optuna.exceptions.UpdateFinishedTrialError:  # e.g. failed and retried elsewhere meanwhile
                 print(f"trial {storage_of(study).get_trial(running).number} was finished by another worker while this "
                       "job was requeued; going on with the study", flush=True)
-        while not target.reached(study):
-            if stop.requested:  # the signal came between trials: stop before starting another
-                if world > 1:
-                    broadcast(None)
-                raise Preempted(f"stopped between trials after {ran}")
+        while not (done := target.reached(study)) and not stop.requested:
             run_one(study, objective, study.ask())
             ran += 1
         if world > 1:
-            broadcast(None)  # the study is done: release the other ranks
+            broadcast(None)  # the study is done, or this job stops: release the other ranks
+        if not done:  # the signal came between trials: stop before starting another
+            raise Preempted(f"stopped between trials after {ran}")
         return {"trials": ran, **identity}
