@@ -8,8 +8,13 @@ import signal
 import lightning as L
 import pytest
 
-from lclab.slurm.preemption import StopRequest
+from lclab.slurm import worker
+from lclab.slurm.preemption import Preempted, StopRequest
+from lclab.search_space.space import load_space
+from lclab.search_space.study import open_study
+from lclab.testing import mini_space
 from lclab.trials import run_trial
+from lclab.trials.db import load_frame, storage_url
 from tests.conftest import small_trial
 
 
@@ -39,3 +44,26 @@ def test_a_warning_after_the_trial_stopped_stays_with_the_worker(tmp_path):
         assert submitits == [signal.SIGUSR2]
     finally:
         signal.signal(signal.SIGUSR2, before)
+
+
+def test_a_warning_between_trials_stops_the_worker_before_it_asks_for_another(tmp_path, monkeypatch):
+    # the worker's own job environment, as submitit's local executor sets it: one task, rank 0
+    for key, value in {"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "7", "SUBMITIT_LOCAL_NTASKS": "1",
+                       "SUBMITIT_LOCAL_JOB_NUM_NODES": "1", "SUBMITIT_LOCAL_NODEID": "0",
+                       "SUBMITIT_LOCAL_GLOBALID": "0", "SUBMITIT_LOCAL_LOCALID": "0"}.items():
+        monkeypatch.setenv(key, value)
+    space = mini_space(tmp_path, seeds=[0], n_trials=2, budget={"steps": 3}, axes={"ratio": {"values": [4, 8]}})
+    open_study(load_space(space), tmp_path / "lab")  # the sweep's parent creates it and queues the grid
+    told, real = [], worker.run_one
+
+    def then_warned(study, objective, trial):  # Slurm's warning lands right after the first trial is recorded
+        real(study, objective, trial)
+        told.append(trial.number)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(worker, "run_one", then_warned)
+    with StopRequest() as stop:
+        with pytest.raises(Preempted, match="between trials after 1"):
+            worker.SweepJob().work(stop, str(space), str(tmp_path / "lab"), None)
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert told == [0] and list(frame.state) == ["COMPLETE", "WAITING"]  # the second waits for the requeued job
