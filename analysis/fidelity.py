@@ -131,24 +131,32 @@ def _fidelity(lab: Lab, proxy: str, target: str, p: pd.DataFrame, t: pd.DataFram
         return Fidelity(proxy, target, "unmeasured", f"{len(keys)} configuration(s) learned in both studies "
                         f"(axes {', '.join(axes) or 'none'} in common): at least 2 are needed to compare orderings")
     frames = [[df[df.key == k] for k in keys] for df in (p, t)]
-    groups = [[f.good.to_numpy() for f in fs] for fs in frames]
-    means = [np.array([[g.mean() for g in gs]]) for gs in groups]  # (1, configurations)
-    rho, tau, agree = (float(v[0]) for v in _stats(*means))
-    rng = np.random.default_rng(seed)
-    boot, how = zip(*(_bootstrap(fs, rng) for fs in frames))  # proxy's, target's
-    q = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
-    ci = [tuple(float(v) for v in np.nanpercentile(x, q)) if np.isfinite(x).any() else (float("nan"), float("nan"))
-          for x in _stats(*boot)]
+    (rho, tau, agree), ci, how = orderings(*frames, seed=seed)
     strong = ci[2][0] > STRONG_AGREEMENT
     why = (f"the proxy orders pairs of designs like '{target}' beyond seed noise" if strong else
            f"the share of pairs ordered alike may be {ci[2][0]:.0%} or less (needs a lower bound above "
            f"{STRONG_AGREEMENT:.0%}): the proxy's ranking cannot be carried to real text")
-    table = pd.DataFrame({"configuration": keys, "proxy": means[0][0] * (1 if info.maximize(objective) else -1),
-                          "proxy seeds": [len(g) for g in groups[0]],
-                          "target": means[1][0] * (1 if lab.studies[target].maximize(0) else -1),
-                          "target seeds": [len(g) for g in groups[1]]})
+    means = [np.array([f.good.mean() for f in fs]) for fs in frames]
+    table = pd.DataFrame({"configuration": keys, "proxy": means[0] * (1 if info.maximize(objective) else -1),
+                          "proxy seeds": [len(f) for f in frames[0]],
+                          "target": means[1] * (1 if lab.studies[target].maximize(0) else -1),
+                          "target seeds": [len(f) for f in frames[1]]})
     return Fidelity(proxy, target, "strong" if strong else "weak", why, len(keys), rho, ci[0], tau, ci[1], agree, ci[2],
                     how, table, axes)
+
+
+def orderings(proxy: list[pd.DataFrame], target: list[pd.DataFrame], seed: int = 0):
+    """How alike two sets of runs order the same configurations. proxy[i], target[i]: configuration i's runs in each,
+    with columns `seed` and `good` (larger is better). Returns (Spearman, Kendall, share of pairs ordered alike) of the
+    configuration means, their 95% bootstrap intervals over seeds, and how each side's seeds were resampled."""
+    means = [np.array([[f.good.mean() for f in fs]]) for fs in (proxy, target)]  # (1, configurations)
+    point = tuple(float(v[0]) for v in _stats(*means))
+    rng = np.random.default_rng(seed)
+    boot, how = zip(*(_bootstrap(fs, rng) for fs in (proxy, target)))
+    q = [(1 - LEVEL) / 2 * 100, (1 + LEVEL) / 2 * 100]
+    ci = [tuple(float(v) for v in np.nanpercentile(x, q)) if np.isfinite(x).any() else (float("nan"), float("nan"))
+          for x in _stats(*boot)]
+    return point, ci, how
 
 
 def _bootstrap(frames: list[pd.DataFrame], rng: np.random.Generator) -> tuple[np.ndarray, str]:
