@@ -8,7 +8,8 @@ fidelity measure), the pairs it orders like the target, and those the target set
     python benchmarks/ranking_agreement.py --target results/LONG.json ... \
         --proxy none=results/A.json,results/B.json --proxy curriculum=results/C.json [--designs tiny model.pooling=last]
 
-Only seeds that learned count; a pair's differences use the seeds both designs learned on.
+Only seeds that learned count; a pair's differences use the seeds both designs learned on, and a pair without such
+a seed on some side is left out of the counts.
 """
 from __future__ import annotations
 
@@ -75,17 +76,18 @@ def main() -> None:
     pair_rows, summary_rows = [], []
     for x, y in itertools.combinations(designs, 2):
         t = paired(target, x, y)
-        row = [f"{_short(x)} − {_short(y)}", _ci(t), not t.covers_zero]
+        # a pair with no seed both designs learned on has no direction to agree with
+        row = [f"{_short(x)} − {_short(y)}", _ci(t), t.n >= 2 and not t.covers_zero]
         for p in proxies.values():
             e = paired(p, x, y)
-            row += [_ci(e), (e.value > 0) == (t.value > 0)]
+            row += [_ci(e), (e.value > 0) == (t.value > 0) if min(e.n, t.n) else None]
         pair_rows.append(row)
 
     frames = lambda acc: [pd.DataFrame({"seed": list(acc[d]), "good": list(acc[d].values())}) for d in designs]  # noqa: E731
     for i, (name, p) in enumerate(proxies.items()):
         (rho, tau, agree), ci, how = orderings(frames(p), frames(target))
-        alike = [row[4 + 2 * i] for row in pair_rows]
-        settled = [ok for ok, row in zip(alike, pair_rows) if row[2]]
+        alike = [row[4 + 2 * i] for row in pair_rows if row[4 + 2 * i] is not None]
+        settled = [row[4 + 2 * i] for row in pair_rows if row[2] and row[4 + 2 * i] is not None]
         summary_rows.append([name, len(designs), f"{rho:.2f} [{ci[0][0]:.2f}, {ci[0][1]:.2f}]",
                              f"{tau:.2f} [{ci[1][0]:.2f}, {ci[1][1]:.2f}]", f"{agree:.2f} [{ci[2][0]:.2f}, {ci[2][1]:.2f}]",
                              f"{sum(alike)}/{len(alike)}", f"{sum(settled)}/{len(settled)}", f"proxy {how[0]}, target {how[1]}"])

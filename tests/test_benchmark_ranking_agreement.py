@@ -52,3 +52,17 @@ def test_files_of_different_recipes_cannot_make_one_side(tmp_path):
     b = _write(tmp_path / "b.json", dict(zip(DESIGNS, [0.2, 0.25, 0.3])), ["train.embedding_skip_frac=0.2"])
     done = _run(tmp_path, "--target", a, "--proxy", f"mixed={a},{b}")
     assert done.returncode != 0 and "different (overrides, threads)" in done.stderr
+
+
+def test_a_pair_without_a_seed_both_designs_learned_on_is_left_out_of_the_counts(tmp_path):
+    designs = dict(zip(DESIGNS, [0.8, 0.9, 1.0]))
+    # the target's tiny config learned on seeds 0-3 only and concat on 4-5 only: that pair has no matched seed
+    gaps = {("tiny", 4), ("tiny", 5)} | {("model.pooling=concat", s) for s in range(4)}
+    target = _write(tmp_path / "long.json", designs, ["train.steps=1600"], unlearned=gaps)
+    proxy = _write(tmp_path / "short.json", designs, [])
+    done = _run(tmp_path, "--target", target, "--proxy", f"short={proxy}")
+    assert done.returncode == 0, done.stderr
+    pairs = {r[0]: r for r in json.loads((tmp_path / "out_pairs.json").read_text())["rows"]}
+    assert pairs["concat − tiny"][2] is False and pairs["concat − tiny"][4] is None
+    summary = json.loads((tmp_path / "out.json").read_text())["rows"][0]
+    assert summary[5] == "2/2"  # the two pairs with matched seeds, not three
