@@ -58,6 +58,11 @@ def _short(design: str) -> str:
     return design.split("=")[-1]
 
 
+def _frames(acc: dict[str, dict[int, float]], designs: list[str]) -> list[pd.DataFrame]:
+    """Each design's runs as `orderings` takes them: columns seed and good."""
+    return [pd.DataFrame({"seed": list(acc[d]), "good": list(acc[d].values())}) for d in designs]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", nargs="+", required=True, help="result files of the recipe to agree with")
@@ -66,41 +71,45 @@ def main() -> None:
     ap.add_argument("--task", default="reconstruction")
     ap.add_argument("--name", default="ranking_agreement")
     a = ap.parse_args()
+    if bad := [p for p in a.proxy if "=" not in p]:
+        raise SystemExit(f"--proxy {bad[0]}: give NAME=FILE[,FILE...], e.g. --proxy none=results/A.json,results/B.json")
+    files = {name: spec.split(",") for name, spec in (p.split("=", 1) for p in a.proxy)}
     target = load(a.target, a.task)
-    proxies = {name: load(files.split(","), a.task) for name, files in (p.split("=", 1) for p in a.proxy)}
+    proxies = {name: load(paths, a.task) for name, paths in files.items()}
     designs = a.designs or sorted(set(target).intersection(*proxies.values()))
     missing = [d for d in designs if d not in target or any(d not in p for p in proxies.values())]
     if len(designs) < 2 or missing:
         raise SystemExit(f"designs {missing or designs}: not learned on some side; at least two are needed")
 
-    pair_rows, summary_rows = [], []
+    pair_rows, settles = [], []
+    alike: dict[str, list[bool | None]] = {name: [] for name in proxies}
     for x, y in itertools.combinations(designs, 2):
         t = paired(target, x, y)
-        # a pair with no seed both designs learned on has no direction to agree with
-        row = [f"{_short(x)} − {_short(y)}", _ci(t), t.n >= 2 and not t.covers_zero]
-        for p in proxies.values():
+        settles.append(t.n >= 2 and not t.covers_zero)
+        row = [f"{_short(x)} − {_short(y)}", _ci(t), settles[-1]]
+        for name, p in proxies.items():
             e = paired(p, x, y)
-            row += [_ci(e), (e.value > 0) == (t.value > 0) if min(e.n, t.n) else None]
+            # a pair with no seed both designs learned on has no direction to agree with
+            alike[name].append((e.value > 0) == (t.value > 0) if min(e.n, t.n) else None)
+            row += [_ci(e), alike[name][-1]]
         pair_rows.append(row)
 
-    frames = lambda acc: [pd.DataFrame({"seed": list(acc[d]), "good": list(acc[d].values())}) for d in designs]  # noqa: E731
-    for i, (name, p) in enumerate(proxies.items()):
-        (rho, tau, agree), ci, how = orderings(frames(p), frames(target))
-        alike = [row[4 + 2 * i] for row in pair_rows if row[4 + 2 * i] is not None]
-        settled = [row[4 + 2 * i] for row in pair_rows if row[2] and row[4 + 2 * i] is not None]
+    summary_rows = []
+    for name, p in proxies.items():
+        (rho, tau, agree), ci, how = orderings(_frames(p, designs), _frames(target, designs))
+        counted = [ok for ok in alike[name] if ok is not None]
+        settled = [ok for ok, s in zip(alike[name], settles) if s and ok is not None]
         summary_rows.append([name, len(designs), f"{rho:.2f} [{ci[0][0]:.2f}, {ci[0][1]:.2f}]",
                              f"{tau:.2f} [{ci[1][0]:.2f}, {ci[1][1]:.2f}]", f"{agree:.2f} [{ci[2][0]:.2f}, {ci[2][1]:.2f}]",
-                             f"{sum(alike)}/{len(alike)}", f"{sum(settled)}/{len(settled)}", f"proxy {how[0]}, target {how[1]}"])
+                             f"{sum(counted)}/{len(counted)}", f"{sum(settled)}/{len(settled)}", f"proxy {how[0]}, target {how[1]}"])
     report(f"{a.name}_pairs", ["pair", "target Δ acc [95%] (pairs)", "target settles",
                                *itertools.chain.from_iterable((f"{n} Δ [95%] (pairs)", f"{n} alike") for n in proxies)],
            pair_rows)
     report(a.name, ["proxy", "designs", "Spearman [95%]", "Kendall [95%]", "pairs alike [95%]", "pairs alike",
                     "settled pairs alike", "seeds resampled"], summary_rows,
-           {"target": a.target, "proxies": {n: f.split(",") for n, f in (p.split("=", 1) for p in a.proxy)},
-            "designs": designs, "task": a.task,
+           {"target": a.target, "proxies": files, "designs": designs, "task": a.task,
             "means": {side: {d: sum(acc[d].values()) / len(acc[d]) for d in designs}
                       for side, acc in {"target": target, **proxies}.items()}})
-
 
 if __name__ == "__main__":
     main()
