@@ -32,13 +32,19 @@ CALLS = (*RDB_PRIVATE_CALLS, "create_new_study", "get_study_id_from_name", "get_
          "get_best_trial", "record_heartbeat")
 
 
-def connection_lost(err: BaseException) -> bool:
-    """Whether `err` (or the error Optuna wrapped in it) says the server could not be reached or dropped the
-    connection, as opposed to a bad query or bad data, which no wait would mend."""
-    cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
-    if not isinstance(cause, DBAPIError):
-        return False
-    return isinstance(cause, (OperationalError, InterfaceError)) or cause.connection_invalidated
+def connection_lost(err: BaseException | None) -> bool:
+    """Whether `err`, or an error it was raised from or while handling, says the server could not be reached or
+    dropped the connection, as opposed to a bad query or bad data, which no wait would mend. The chain matters:
+    when a connection drops mid-query Optuna falls back to a second query on the same session, which fails with
+    SQLAlchemy's PendingRollbackError, and wraps that in a StorageInternalError."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, DBAPIError) and (isinstance(err, (OperationalError, InterfaceError))
+                                            or err.connection_invalidated):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 class Outages:

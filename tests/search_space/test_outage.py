@@ -84,3 +84,32 @@ def test_a_bad_query_is_not_mistaken_for_an_outage(postgres_server):
         storage = open_storage(postgres_server.url)
         storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "twice")
         storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "twice")
+
+
+def test_a_connection_dropped_mid_query_is_waited_out(postgres_server, capsys):
+    """The server ends a worker's connection between two queries of one read (as a restart does): Optuna falls back
+    to a second query on the dead session and raises PendingRollbackError wrapped in StorageInternalError. CI once
+    saw a sweep die of exactly this; the read must retry and return every trial."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    from lclab.trials.outage import survive_outages
+
+    storage = open_storage(postgres_server.url)
+    survive_outages(storage, "the test database")
+    study = optuna.create_study(study_name="dropped", storage=storage)
+    for _ in range(4):
+        study.ask()
+    ids = [t._trial_id for t in study.trials]
+    killer, killed = sqlalchemy.create_engine(postgres_server.url), []
+
+    @event.listens_for(storage.engine, "before_cursor_execute")
+    def terminate_own_backend(conn, cursor, statement, *_):  # the real server ends the connection mid-read
+        if not killed and "FROM trial_values" in statement:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with killer.connect() as k:
+                killed.append(k.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar())
+
+    trials = storage._get_trials(study._study_id, None, set(ids[:2]), ids[1])
+    assert killed == [True] and [t._trial_id for t in trials] == ids
+    assert "is back after" in capsys.readouterr().err
