@@ -76,8 +76,8 @@ class SpanRecall(Task):
     and latent positions. The decoder must first learn to address raw context, which its default warm start (300
     steps at lr 2e-3) does not teach: every design then scores about the same, no better than raw context at 0.05
     (benchmarks/results/measurability_recall.json). With `train.warm_steps: 600` and `train.warm_lr: 1e-3` (once per
-    data, cached) raw context reads 0.75 and ratio 2 / 4 / 16 score 0.64 / 0.26 / 0.11
-    (measurability_span_warm600.json)."""
+    data, cached) raw context reads 0.75, ratio 2 / 4 / 16 score 0.64 / 0.26 / 0.11 and sequential latent positions
+    0.31 against aligned 0.26, each beyond 8 seed-sds (measurability_span_recall_warm600.json)."""
 
     stream = 2
 
