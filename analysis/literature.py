@@ -157,16 +157,17 @@ def _grows(f: Finding, mine: list[Effect], maximize: bool) -> Check:
 
 
 def _larger_than(f: Finding, mine: list[Effect], theirs: list[Effect], maximize: bool) -> Check:
-    """Axis `axis` moves the objective more than axis `than`: the largest |effect| of one, whose interval lies
-    wholly beyond the other's largest interval bound."""
+    """Axis `axis` matters more than axis `than`: its best level gains more over its reference than any level of the
+    other, with 95% intervals that do not overlap. Gains, not magnitudes: a level that is much worse does not make
+    an axis "matter more" in the sense of the finding (a larger decoder that helps more than a larger encoder)."""
     if not theirs:
         return Check(f, "not tested", f"the study has no scientific axis '{f.than}' with two measured levels")
-    big = max(mine, key=lambda e: abs(e.estimate.value))
-    other = max(theirs, key=lambda e: abs(e.estimate.value))
-    low = lambda e: 0.0 if e.estimate.covers_zero else min(abs(e.estimate.lo), abs(e.estimate.hi))  # noqa: E731
+    big = max(mine, key=lambda e: _gain(e, maximize))
+    other = max(theirs, key=lambda e: _gain(e, maximize))
+    (_, big_lo, big_hi), (_, other_lo, other_hi) = _oriented(big, maximize), _oriented(other, maximize)
     said = f"{_evidence(big, maximize)} against {_evidence(other, maximize)}"
-    if low(big) > other.estimate.bound:
+    if big_lo > other_hi:
         return _verdict(f, "agree", big, said, maximize)
-    if low(other) > big.estimate.bound:
+    if other_lo > big_hi:
         return _verdict(f, "disagree", other, said, maximize)
     return _verdict(f, "inconclusive", big, said, maximize)

@@ -75,3 +75,14 @@ def test_larger_than_needs_intervals_that_separate_the_two_axes():
     assert verdict(decoder, [effect("decoder_layers", 4, 2, 0.0, -0.01, 0.01, 0.9),
                              effect("encoder_layers", 4, 2, 0.08, 0.05, 0.11, 0.001)]).result == "disagree"
     assert verdict(decoder, [dec]).result == "not tested"
+
+
+def test_larger_than_counts_gains_not_magnitudes():
+    """A larger decoder far worse than the base (as a 4-layer decoder is with the tiny recipe) does not make decoder
+    size "matter more" than an encoder whose larger size helps: replication_skip_0.2.json once read so as "agree"."""
+    decoder = Finding("d", "decoder size matters more", "paper", "larger_than", "decoder_layers", than="encoder_layers")
+    worse = effect("decoder_layers", 4, 2, -0.15, -0.226, -0.075, 0.05)
+    helps = effect("encoder_layers", 4, 2, 0.065, 0.058, 0.071, 0.001)
+    assert verdict(decoder, [worse, helps]).result == "disagree"
+    # on a loss the same numbers mean the larger decoder lowers the loss most: agree
+    assert verdict(decoder, [worse, effect("encoder_layers", 4, 2, -0.065, -0.071, -0.058, 0.001)], maximize=False).result == "agree"
