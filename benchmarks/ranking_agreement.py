@@ -111,5 +111,6 @@ def main() -> None:
             "means": {side: {d: sum(acc[d].values()) / len(acc[d]) for d in designs}
                       for side, acc in {"target": target, **proxies}.items()}})
 
+
 if __name__ == "__main__":
     main()

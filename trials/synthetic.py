@@ -73,7 +73,7 @@ class Reconstruction(Task):
 @TASKS.register("span_recall")
 class SpanRecall(Task):
     """<query> <span j>, then span j of the context, for several distinct spans. Probes addressing by position: ratio
-    and latent positions. The decoder must first learn to address raw context, which its default warm start (300
+    and latent positions. The decoder must first learn to address raw context, which the tiny config's warm start (300
     steps at lr 2e-3) does not teach: every design then scores about the same, no better than raw context at 0.05
     (benchmarks/results/measurability_recall.json). With `train.warm_steps: 600` and `train.warm_lr: 1e-3` (once per
     data, cached) raw context reads 0.75, ratio 2 / 4 / 16 score 0.64 / 0.26 / 0.11 and sequential latent positions

@@ -111,5 +111,6 @@ def test_a_connection_dropped_mid_query_is_waited_out(postgres_server, capsys):
                 killed.append(k.exec_driver_sql(f"SELECT pg_terminate_backend({pid})").scalar())
 
     trials = storage._get_trials(study._study_id, None, set(ids[:2]), ids[1])
+    killer.dispose()
     assert killed == [True] and [t._trial_id for t in trials] == ids
     assert "is back after" in capsys.readouterr().err
