@@ -109,6 +109,9 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
     claims, used_min = principles(effects, inters, metric, maximize, noise.robust, min_effect)
     for claim in claims:
         _name_unlearned(claim, every, info.scientific, include_unlearned)
+    checks = check(load_findings(), effects, maximize, used_min)
+    for c in checks:
+        _name_unlearned_check(c, every, info.scientific, include_unlearned)
     fid = fidelity(lab, study, objective) if info.proxy else None
     if fid is not None and fid.grade != "strong":
         for claim in claims:  # a proxy's principle carries to real text only as far as its measured fidelity
@@ -119,39 +122,79 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
         info, metric, maximize, rows.state.value_counts().to_dict(), df, axes, fx.config_table(every, counted, maximize),
         effects, inters, {(x, z): fx.two_way(df, x, z) for x, z in pairs},
         importance(df, axes, maximize) if len(axes) else pd.DataFrame(), noise, claims, used_min,
-        front, skipped, recipes(lab, study, df, axes, maximize), notes, every,
-        check(load_findings(), effects, maximize, used_min), fid)
+        front, skipped, recipes(lab, study, df, axes, maximize), notes, every, checks, fid)
 
 
 def _label(row, axes: list[str]) -> str:
     return ", ".join(f"{a} = {row[a]}" for a in axes if a in row) or "the configuration"
 
 
-def _unlearned_rows(claim: Claim, every: pd.DataFrame) -> pd.DataFrame:
+def _compared(bad: pd.DataFrame, every: pd.DataFrame, axis: str, compared: list | None, axes: list[str]) -> pd.DataFrame:
+    """The trials of `bad` that a matched comparison of `axis` (between the levels `compared`, or any two) would have
+    used had they learned: at one of those levels, in a cell (other axes, seed) that holds another of them. In an
+    ablation, a trial of another axis's arm sits at this axis's reference but has no partner, so it is not counted."""
+    if axis not in bad or bad.empty:
+        return bad.iloc[:0]
+    levels = every[axis].astype(str)
+    if compared is not None:
+        keep = levels.isin([str(v) for v in compared])
+        every, levels = every[keep], levels[keep]
+    cell = [a for a in axes if a in every and a != axis] + ["seed"]
+    per_cell = levels.groupby([every[c].astype(str) for c in cell]).nunique()
+    shared = {k if isinstance(k, tuple) else (k,) for k in per_cell[per_cell > 1].index}
+    return bad[[tuple(str(row[c]) for c in cell) in shared and str(row[axis]) in set(levels)
+                for _, row in bad.iterrows()]]
+
+
+def _unlearned_rows(claim: Claim, every: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     """The trials that did not learn among those a claim compares (its level and reference, or its whole axis)."""
     bad = every[~every.learned]
     level, reference = claim.details.get("level"), claim.details.get("reference")
     if claim.kind == "effect" and claim.axis in bad and level is not None:
-        bad = bad[bad[claim.axis].isin([level, reference])]
         for axis, value in claim.details.get("stratum", {}).items():
-            bad = bad[bad[axis] == value]
+            bad, every = bad[bad[axis] == value], every[every[axis] == value]
+        bad = _compared(bad, every, claim.axis, [level, reference], axes)
     return bad
 
 
-def _name_unlearned(claim: Claim, every: pd.DataFrame, axes: list[str], included: bool) -> None:
-    """Say beside the claim how many seeds of which configuration did not learn, and what was done with them."""
-    bad = _unlearned_rows(claim, every)
-    if bad.empty:
-        return
+def _unlearned_parts(bad: pd.DataFrame, every: pd.DataFrame, axes: list[str]) -> tuple[list[str], dict]:
+    """"config: k of n seeds (seed ...)" for each configuration with trials in `bad`, and the same as numbers."""
     parts, counts = [], {}
     for config, g in bad.groupby("config"):
         label = _label(g.iloc[0], axes)
         total = int((every.config == config).sum())
         counts[label] = {"did_not_learn": len(g), "seeds": total, "which": sorted(int(s) for s in g.seed)}
         parts.append(f"{label}: {len(g)} of {total} seeds (seed {', '.join(map(str, sorted(g.seed)))})")
+    return parts, counts
+
+
+def _name_unlearned(claim: Claim, every: pd.DataFrame, axes: list[str], included: bool) -> None:
+    """Say beside the claim how many seeds of which configuration did not learn, and what was done with them."""
+    bad = _unlearned_rows(claim, every, axes)
+    if bad.empty:
+        return
+    parts, counts = _unlearned_parts(bad, every, axes)
     verb = "included, as asked" if included else "left out"
     claim.text += f" Trials that did not learn ({verb}): {'; '.join(parts)}."
     claim.details["did_not_learn"] = counts
+
+
+def _name_unlearned_check(c: Check, every: pd.DataFrame, axes: list[str], included: bool) -> None:
+    """The same beside a published finding's verdict: a level that lost seeds to "did not learn" is graded on the
+    seeds it kept, which a failing recipe can bias (the seeds left are the ones the recipe happened to suit)."""
+    if c.result == "not tested":
+        return
+    f, bad = c.finding, every[~every.learned]
+    compared = [f.a, f.b] if f.a is not None and f.b is not None else None
+    hit = [_compared(bad, every, f.axis, compared, axes)]
+    if f.than:
+        hit.append(_compared(bad, every, f.than, None, axes))
+    bad = pd.concat(hit).drop_duplicates("number")
+    if bad.empty:
+        return
+    parts, c.did_not_learn = _unlearned_parts(bad, every, axes)
+    c.evidence += (f". Trials that did not learn ({'included, as asked' if included else 'left out'}): "
+                   f"{'; '.join(parts)}: the verdict rests on {'every seed' if included else 'the seeds that learned'}")
 
 
 def _unlearned_notes(every: pd.DataFrame, axes: list[str], included: bool) -> list[str]:

@@ -11,7 +11,7 @@ A small proxy study that disagrees with a finding made at scale questions the pr
 says so beside each disagreement."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -46,12 +46,15 @@ class Check:
     lo: float = float("nan")
     hi: float = float("nan")
     n_seeds: int = 0
+    # {configuration: {did_not_learn, seeds, which}} among the trials the verdict compares (set by `analyze`)
+    did_not_learn: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         nums = {k: (None if not np.isfinite(v) else v) for k, v in
                 {"effect": self.effect, "lo": self.lo, "hi": self.hi}.items()}
         return {"id": self.finding.id, "finding": self.finding.text, "source": self.finding.source,
-                "result": self.result, "evidence": self.evidence, **nums, "n_seeds": self.n_seeds}
+                "result": self.result, "evidence": self.evidence, **nums, "n_seeds": self.n_seeds,
+                "did_not_learn": self.did_not_learn}
 
 
 def load_findings(path: Path = LITERATURE) -> list[Finding]:

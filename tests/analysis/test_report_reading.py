@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
-from lclab.analysis.analyze import analyze
+from lclab.analysis.analyze import _compared, analyze
 from lclab.analysis.load import load
 from lclab.testing import planted
 
@@ -55,6 +56,31 @@ def test_a_trial_that_did_not_learn_is_named_and_left_out(db):
     # averaged in, the one chance seed (loss 4.16 against ~2) hides the planted pooling effect: why it is left out
     assert not any(c.axis == "pooling" and c.kind == "effect" and "stratum" not in c.details for c in kept.claims)
     assert any("included, as asked" in c.text for c in kept.claims)
+
+
+def test_a_published_findings_verdict_names_the_seeds_it_lost(db):
+    a = analyze(load(str(db), ["unlearned"]), "unlearned")
+    overlap = next(c for c in a.literature if c.finding.id == "overlap_gives_nothing")
+    assert overlap.result != "not tested"
+    assert overlap.did_not_learn == {"pooling = attention, ratio = 4, overlap = 0": {"did_not_learn": 1, "seeds": 4, "which": [2]}}
+    assert "did not learn (left out)" in overlap.evidence and "the seeds that learned" in overlap.evidence
+    assert overlap.to_dict()["did_not_learn"] == overlap.did_not_learn
+    kept = analyze(load(str(db), ["unlearned"]), "unlearned", include_unlearned=True)
+    assert "included, as asked" in next(c for c in kept.literature if c.finding.id == "overlap_gives_nothing").evidence
+
+
+def test_an_ablation_counts_a_lost_seed_only_against_the_axes_it_is_compared_on():
+    """In an ablation, the window-32 arm sits at the adapter's reference level but is never compared on the adapter
+    axis: its lost seed belongs to the window comparison alone. A lost base seed belongs to every comparison."""
+    rows = [("base", 16, "mlp"), ("window", 32, "mlp"), ("adapter", 16, "attn_mlp")]
+    every = pd.DataFrame([{"config": c, "window": w, "adapter": ad, "seed": s, "number": 3 * s + i, "y": 0.3,
+                           "learned": not ((c == "window" and s == 1) or (c == "base" and s == 2))}
+                          for s in range(3) for i, (c, w, ad) in enumerate(rows)])
+    bad = every[~every.learned]
+    by_window = _compared(bad, every, "window", None, ["window", "adapter"])
+    by_adapter = _compared(bad, every, "adapter", ["attn_mlp", "mlp"], ["window", "adapter"])
+    assert sorted(by_window.config) == ["base", "window"]
+    assert list(by_adapter.config) == ["base"]
 
 
 def test_the_ranking_table_names_each_configurations_best_trial(db):
