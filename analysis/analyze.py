@@ -130,8 +130,9 @@ def _label(row, axes: list[str]) -> str:
 
 
 def _compared(bad: pd.DataFrame, every: pd.DataFrame, axis: str, compared: list | None, axes: list[str]) -> pd.DataFrame:
-    """The trials of `bad` that a matched comparison of `axis` (between the levels `compared`, or any two) would have
-    used had they learned: at one of those levels, in a cell (other axes, seed) that holds another of them. In an
+    """The trials of `bad` that the comparison of `axis` (between the levels `compared`, or any two) would have used
+    had they learned, by `effects.compare`'s rule: at one of those levels, in a cell (other axes, seed) that holds
+    another of them, or, where no cell does (an unmatched comparison of random samples), at one of those levels. In an
     ablation, a trial of another axis's arm sits at this axis's reference but has no partner, so it is not counted."""
     if axis not in bad or bad.empty:
         return bad.iloc[:0]
@@ -139,11 +140,14 @@ def _compared(bad: pd.DataFrame, every: pd.DataFrame, axis: str, compared: list 
     if compared is not None:
         keep = levels.isin([str(v) for v in compared])
         every, levels = every[keep], levels[keep]
+    at_level = bad[axis].astype(str).isin(set(levels))
     cell = [a for a in axes if a in every and a != axis] + ["seed"]
     per_cell = levels.groupby([every[c].astype(str) for c in cell]).nunique()
     shared = {k if isinstance(k, tuple) else (k,) for k in per_cell[per_cell > 1].index}
-    return bad[[tuple(str(row[c]) for c in cell) in shared and str(row[axis]) in set(levels)
-                for _, row in bad.iterrows()]]
+    if not shared:
+        return bad[at_level]
+    in_shared = [key in shared for key in zip(*(bad[c].astype(str) for c in cell))]
+    return bad[at_level & pd.Series(in_shared, index=bad.index, dtype=bool)]
 
 
 def _unlearned_rows(claim: Claim, every: pd.DataFrame, axes: list[str]) -> pd.DataFrame:

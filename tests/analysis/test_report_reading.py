@@ -81,6 +81,11 @@ def test_an_ablation_counts_a_lost_seed_only_against_the_axes_it_is_compared_on(
     by_adapter = _compared(bad, every, "adapter", ["attn_mlp", "mlp"], ["window", "adapter"])
     assert sorted(by_window.config) == ["base", "window"]
     assert list(by_adapter.config) == ["base"]
+    # random samples with no matched cell are compared unmatched: every trial at a compared level counts
+    sampled = pd.DataFrame([{"config": f"w{w}-a{ad}", "window": w, "adapter": ad, "seed": 0, "number": i, "y": 0.3,
+                             "learned": i != 1} for i, (w, ad) in enumerate([(16, "mlp"), (32, "attn_mlp"), (8, "mlp")])])
+    lost = _compared(sampled[~sampled.learned], sampled, "adapter", ["attn_mlp", "mlp"], ["window", "adapter"])
+    assert list(lost.number) == [1]
 
 
 def test_the_ranking_table_names_each_configurations_best_trial(db):
