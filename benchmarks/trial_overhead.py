@@ -5,7 +5,9 @@
   whole / steps      the whole `run_trial` call (setup, validation with its baselines, checkpoints, metrics) vs the
                      sum of its training steps (target <= 1.15; the warm decoder is cached beforehand)
   new / baseline     with `--baseline REV`: the same trial on this checkout and on commit REV (installed apart), run
-                     alternately in fresh processes, so that machine drift hits both (target: not slower, <= 1.0)
+                     alternately in fresh processes, so that machine drift hits both (target: not slower, <= 1.0);
+                     per step, and per training FLOP (counted by torch's FlopCounterMode in a separate run of each),
+                     since the model may have changed between them
 
     python benchmarks/trial_overhead.py [--steps 400] [--repeats 2] [--config configs/trial/tiny.yaml] [--baseline REV]
 """
@@ -35,16 +37,23 @@ ROOT = Path(__file__).parents[1]
 # run in a fresh process against whichever lclab is importable there: this checkout or the baseline's install
 TIMED_TRIAL = """
 import json, sys, time, lightning as L
+from torch.utils.flop_counter import FlopCounterMode
 from lclab.trials import load_config, run_trial
 class Steps(L.Callback):
     def __init__(self): self.spans = []
     def on_train_batch_start(self, *a): self.t = time.perf_counter()
     def on_train_batch_end(self, *a): self.spans.append(time.perf_counter() - self.t)
-steps = Steps()
-cfg = load_config(sys.argv[1], sys.argv[2:])
+class Flops(L.Callback):  # a separate run: counting slows every op it sees
+    def __init__(self): self.total = 0
+    def on_train_batch_start(self, *a): self.mode = FlopCounterMode(display=False); self.mode.__enter__()
+    def on_train_batch_end(self, *a): self.mode.__exit__(None, None, None); self.total += self.mode.get_total_flops()
+count = sys.argv[1] == "flops"
+probe = Flops() if count else Steps()
+cfg = load_config(sys.argv[2], sys.argv[3:])
 started = time.perf_counter()
-run_trial(cfg, callbacks=[steps])
-print(json.dumps({"whole_s": time.perf_counter() - started, "steps_s": sum(steps.spans), "step_s": steps.spans}))
+run_trial(cfg, callbacks=[probe])
+print(json.dumps({"flops_per_step": probe.total / cfg.train.steps} if count else
+                 {"whole_s": time.perf_counter() - started, "steps_s": sum(probe.spans), "step_s": probe.spans}))
 """
 
 
@@ -90,10 +99,11 @@ def install(rev: str, where: Path) -> Path:
     return where
 
 
-def timed_trial(config: Path, overrides: list[str], site: Path | None, cwd: Path) -> dict:
+def timed_trial(config: Path, overrides: list[str], site: Path | None, cwd: Path, probe: str = "time") -> dict:
+    """A trial in a fresh process: its step times (probe "time"), or its training FLOPs per step ("flops")."""
     # outside the repository (cwd), so that PYTHONPATH's install, not this checkout, provides lclab
     env = {**os.environ, **({"PYTHONPATH": str(site)} if site else {})}
-    out = subprocess.run([sys.executable, "-c", TIMED_TRIAL, str(config), *overrides], env=env, cwd=cwd,
+    out = subprocess.run([sys.executable, "-c", TIMED_TRIAL, probe, str(config), *overrides], env=env, cwd=cwd,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -139,11 +149,24 @@ def main() -> None:
                     rows.append([label, r, statistics.median(run["step_s"][5:]) * 1e3, run["whole_s"] / run["steps_s"]])
             step_ratio = statistics.mean(statistics.median(x["step_s"][5:]) for x in new) / \
                 statistics.mean(statistics.median(x["step_s"][5:]) for x in old)
+            # a baseline that draws one mode per step has a cheap median step (compressed) and costly rare ones (full,
+            # reconstruct): the mean over the steps is what both pay for the same mix
+            mean_ratio = statistics.mean(x["steps_s"] for x in new) / statistics.mean(x["steps_s"] for x in old)
             whole_ratio = statistics.mean(x["whole_s"] for x in new) / statistics.mean(x["whole_s"] for x in old)
-            rows.append(["new / baseline (step)", "", step_ratio, ""])
+            # the model itself may have changed (hidden sizes rounded up to tiles): time per training FLOP compares
+            # the code paths at equal work
+            flops = {label: timed_trial(c, overrides, site, tmp, "flops")["flops_per_step"]
+                     for label, c, site in (("new", config, None), ("old", base_config, base / "site"))}
+            flop_ratio = flops["new"] / flops["old"]
+            rows.append(["new / baseline (median step)", "", step_ratio, ""])
+            rows.append(["new / baseline (mean step)", "", mean_ratio, ""])
             rows.append(["new / baseline (whole trial)", "", whole_ratio, ""])
+            rows.append(["new / baseline (training FLOPs per step)", "", flop_ratio, ""])
+            rows.append(["new / baseline (mean step time per FLOP)", "", mean_ratio / flop_ratio, ""])
             extra |= {"baseline": a.baseline, "new_over_baseline_step": step_ratio,
-                      "new_over_baseline_whole": whole_ratio}
+                      "new_over_baseline_mean_step": mean_ratio, "new_over_baseline_whole": whole_ratio,
+                      "flops_per_step": flops, "new_over_baseline_flops": flop_ratio,
+                      "new_over_baseline_time_per_flop": mean_ratio / flop_ratio}
             subprocess.run(["git", "worktree", "remove", "--force", str(base / "src")], cwd=ROOT, capture_output=True)
     report("trial_overhead", ["loop", "repeat", "median step ms", "whole trial / its steps"], rows, extra)
 
