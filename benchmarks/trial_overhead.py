@@ -94,8 +94,12 @@ def install(rev: str, where: Path) -> Path:
     """Commit REV's lclab, installed (not editable) under WHERE/site; its configs under WHERE/src."""
     subprocess.run(["git", "worktree", "add", "--detach", "-f", str(where / "src"), rev], cwd=ROOT, check=True,
                    capture_output=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(where / "site"), str(where / "src")], check=True, capture_output=True)
+    # built in pip's isolated environment, with the setuptools the commit's pyproject asks for: a fresh venv's own
+    # (65 on Python 3.11) cannot build it
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(where / "site"),
+                          str(where / "src")], capture_output=True, text=True)
+    if pip.returncode:
+        raise SystemExit(f"--baseline {rev}: pip could not install that commit's lclab:\n{pip.stderr[-2000:]}")
     return where
 
 
