@@ -108,6 +108,7 @@ class BareTrial:
         opt = self.module.configure_optimizers()
         self.optimizer, self.scheduler = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.gpu)
+        self.steps_done = 0
 
     def batches(self, composition: dict[str, int], n: int = 8) -> list[dict]:
         """A few distinct batches kept on the host (pinned): each step copies one over, as a trial does."""
@@ -122,12 +123,14 @@ class BareTrial:
         self.mark_step()
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with self.autocast:
-            loss = self.module.training_losses(batch)[0]
+            # without a trainer the module's global step stays 0: the curriculum (tiny) would never fade
+            loss = self.module.training_losses(batch, self.steps_done)[0]
         loss.backward()
         self.module.configure_gradient_clipping(self.optimizer, self.cfg.train.grad_clip)  # the trial's own clipping
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        self.steps_done += 1
 
     def time(self, composition: dict[str, int], warmup: int, steps: int, repeats: int) -> dict:
         batches = self.batches(composition)

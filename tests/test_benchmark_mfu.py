@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import small_trial
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -25,3 +27,23 @@ def test_the_mfu_benchmark_runs_end_to_end_and_reports_every_part(tmp_path):
     assert res["mix"]["recompiles_while_timed"] == 0 and len(res["nanogpt"]) == 2
     assert set(res["components"]["forward_s"]) == {"encoder", "adapter", "decoder", "head"}
     assert result["env"]["attention"] == "sdpa" and result["env"]["compile"] is False
+
+
+def test_the_bare_loop_fades_the_curriculum_as_a_trial_does(tmp_path, monkeypatch):
+    """Without a trainer the module's global step stays 0: a bare loop that did not pass its own step would add the
+    curriculum's embeddings at full weight on every step, work the trial stops doing after its share of the steps."""
+    import torch
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mfu import BareTrial
+
+    from lclab.trials.data import make_source
+    from lclab.trials.run import resolve_config
+
+    cfg = small_trial(tmp_path, train={"embedding_skip_frac": 0.5, "steps": 4, "decoder_init": "scratch"})
+    cfg = resolve_config(cfg, make_source(cfg.data))
+    bare = BareTrial(cfg, torch.device("cpu"), compile_=False, total_steps=4)
+    weights, schedule = [], bare.module.embedding_skip
+    monkeypatch.setattr(bare.module, "embedding_skip", lambda step: weights.append(schedule(step)) or weights[-1])
+    for batch in bare.batches(cfg.train.composition(), n=3):
+        bare.step(batch)
+    assert weights == [1.0, 0.5, 0.0]

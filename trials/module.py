@@ -53,12 +53,14 @@ class LCLMTrial(L.LightningModule):
         self.trains: dict[str, bool] = {}  # whether each component currently trains (staged training)
 
     # --------------------------------------------------------------------------- training
-    def training_losses(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_losses(self, batch: dict, step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The step's loss and each mode's own. Every mode trains on its rows of the batch (`mode_rows`): the loss is
         the modes' token-mean losses weighted by their shares. Each mode's token sum is divided by its token count
-        over the whole global batch (`mode_tokens`), so DDP's average over ranks is exactly one process's loss."""
+        over the whole global batch (`mode_tokens`), so DDP's average over ranks is exactly one process's loss.
+        `step` is the one the curriculum reads: Lightning's global step unless a loop without a trainer counts its own."""
         world, start = rank_world()[1], 0
-        total, losses, skip = 0.0, {}, self.embedding_skip(self.global_step)
+        skip = self.embedding_skip(self.global_step if step is None else step)
+        total, losses = 0.0, {}
         for i, (mode, rows) in enumerate(batch["mode_rows"]):
             part = {k: batch[k][start:start + rows] for k in ("context", "text", "loss_mask")}
             start += rows
