@@ -112,8 +112,8 @@ class KVRecall(Task):
     (measurability_recall_raw_decoder_2000.json). Binding comes as a late, seed-dependent jump: trained from scratch for
     2000 steps (about 5 min a trial), ratio 2, whose latents each hold one aligned pair, binds on 2 of 3 seeds (0.80,
     0.90; the third 0.24), while ratio 4, with mean or concat pooling, stays at the shortcut on 3 of 3
-    (measurability_kv_recall_2000.json). Halving the width (d_model 64, a one-head decoder) brings the jump to about
-    step 1250: in 1500 steps (63-72 s a trial) ratio 2 binds on 4 of 5 seeds (0.87-1.00, the fifth 0.09) and ratio 4
+    (measurability_kv_recall_2000.json). Halving the width (d_model 64, a one-head decoder) brings the jump sooner:
+    in 1500 steps (63-72 s a trial) ratio 2 binds on 4 of 5 seeds (0.87-1.00, the fifth 0.09) and ratio 4
     on none (measurability_kv_recall_d64_concat.json). The jump is fragile: without the recipe's 10% raw-context rows,
     or with 25%, no seed binds in 1500 steps (kv_recall_screen.json). So the task can rank ratio, but the jump is
     seed- and recipe-dependent and takes just over a minute on 2 cores."""
