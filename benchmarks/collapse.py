@@ -40,7 +40,7 @@ class Probe(L.Callback):
         encoded = model.encoder(self.context).float()  # (B, L, D_enc): bf16 on GPU, the adapter weights fp32
         latents = model.adapter(encoded).float()  # (B, L, D_dec)
         embeddings = model.decoder.embed.weight.float()  # (V, D_dec): the scale the decoder reads tokens at
-        loss = trainer.callback_metrics.get("train/loss_compressed")
+        loss = module.step_losses.get("train/loss_compressed")  # this step's; Lightning logs only every log_every
         self.rows.append({"step": step, "loss_compressed": float(loss) if loss is not None else float("nan"),
                           "encoder_spread": float(encoded.std(0).mean()), "latent_spread": float(latents.std(0).mean()),
                           "latent_norm": float(latents.norm(dim=-1).mean()),

@@ -80,9 +80,20 @@ class LCLMTrial(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss, losses = self.training_losses(batch)
-        self.log("train/loss", loss, prog_bar=self.cfg.progress)  # a bar reads its value every step: only if shown
-        self.log_dict({f"train/loss_{mode}": value for mode, value in losses.items()})
+        self.step_losses = {"train/loss": loss.detach(), **{f"train/loss_{m}": v.detach() for m, v in losses.items()}}
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        """Log the step's losses only where Lightning writes them: each `self.log` costs ~0.6 ms of bookkeeping on
+        the host (5 a step were 4% of a tiny CPU step), and a step-level value logged elsewhere is dropped unread.
+        This hook runs after the callbacks' (which may stop the trial) and before Lightning's own check; the optimizer
+        has stepped, so `global_step` is its `batches_that_stepped + 1`. A progress bar reads its value every step."""
+        trainer = self.trainer
+        every = trainer.log_every_n_steps
+        if self.cfg.progress or (every and (self.global_step % every == 0 or trainer.should_stop)):
+            losses = dict(self.step_losses)
+            self.log("train/loss", losses.pop("train/loss"), prog_bar=self.cfg.progress)
+            self.log_dict(losses)
 
     def on_train_batch_start(self, batch, batch_idx):
         """Staged training: a component before its stage neither computes nor clips gradients."""

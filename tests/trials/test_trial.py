@@ -208,3 +208,39 @@ def test_bf16_mixed_precision_trains_with_fused_adamw_and_clips(tmp_path):
                        callbacks=[NormAtStep()])
     assert result.module.trainer.precision == "bf16-mixed"
     assert len(norms) == 4 and all(0 < n <= 1e-3 * 1.001 for n in norms)
+
+
+@pytest.mark.parametrize("stop_at", [None, 7])
+def test_losses_reach_tensorboard_at_the_steps_and_values_that_logging_every_step_gave(tmp_path, monkeypatch, stop_at):
+    """The module logs its losses only on the steps Lightning writes (each `self.log` costs host time): the event
+    files must hold what they held when it logged every step, a trial stopped by a callback included."""
+    import pandas as pd
+
+    from lclab.analysis.curves import learning_curves, tags
+    from lclab.trials.module import LCLMTrial
+
+    class StopAt(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == stop_at:
+                trainer.should_stop = True
+
+    def curves(name):
+        cfg = small_trial(tmp_path / name, train={"log_every": 3, "full_context_share": 0.3,
+                                                  "reconstruction_share": 0.2})
+        run_dir = run_trial(cfg, callbacks=[StopAt()] if stop_at else []).run_dir
+        frame = pd.DataFrame({"study": ["s"], "number": [0], "run_dir": [str(run_dir)]})
+        return {tag: learning_curves(frame, tag)[["step", "value"]].values.tolist()
+                for tag in tags(run_dir) if tag.startswith("train/")}
+
+    sparse = curves("sparse")
+
+    def log_every_step(self, outputs, batch, batch_idx):  # the module's old logging: every step, Lightning picks
+        losses = dict(self.step_losses)
+        self.log("train/loss", losses.pop("train/loss"))
+        self.log_dict(losses)
+
+    monkeypatch.setattr(LCLMTrial, "on_train_batch_end", log_every_step)
+    every = curves("every")
+    assert {"train/loss", "train/loss_compressed", "train/loss_full", "train/loss_reconstruct"} <= set(every)
+    assert sparse == every
+    assert [step for step, _ in every["train/loss"]] == ([2, 5, 6] if stop_at else [2, 5, 8, 11])
