@@ -47,3 +47,24 @@ def test_the_bare_loop_fades_the_curriculum_as_a_trial_does(tmp_path, monkeypatc
     for batch in bare.batches(cfg.train.composition(), n=3):
         bare.step(batch)
     assert weights == [1.0, 0.5, 0.0]
+
+
+def test_the_interleaved_bare_loop_does_the_trials_work_step_for_step(tmp_path):
+    """trial_overhead's bare blocks run inside the trial: they must train the same model on the same batches with the
+    same optimizer, schedule, clipping and curriculum, so that both end with the same weights, and pair block
+    against block."""
+    import torch
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from trial_overhead import Interleaved
+
+    from lclab.trials import run_trial
+
+    cfg = small_trial(tmp_path, train={"steps": 9, "embedding_skip_frac": 0.5, "full_context_share": 0.3,
+                                       "reconstruction_share": 0.2, "grad_clip": 0.01})
+    probe = Interleaved(cfg, block=3)
+    trial = run_trial(cfg, callbacks=[probe]).module
+    assert probe.bare.steps_done == 9 and [len(b) for b in probe.bare_s] == [3, 3, 3]
+    assert [len(t) for t in probe.trial_s] == [2, 3, 3, 0] and len(probe.pairs()) == 2
+    bare = probe.bare.module.state_dict()
+    for name, value in trial.state_dict().items():
+        torch.testing.assert_close(value, bare[name], rtol=0, atol=0, msg=name)
