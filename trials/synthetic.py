@@ -104,19 +104,18 @@ class SpanRecall(Task):
 class KVRecall(Task):
     """The context opens with key-value pairs; the text asks many distinct keys (dense supervision). The control for
     kv_offset: a key sits next to its value, so window, overlap and mask should not matter; it is meant to probe
-    binding within a pooling group (ratio, pooling). At the tiny config's budget it measures a shortcut instead: a
-    model that guesses, at each query, a value of the context it has not answered yet scores 0.21 without binding any
-    key, and trained trials score 0.23, with the guesser's rise from the first queries to the last
-    (benchmarks/results/kv_shortcut.json); every design scores about the same (measurability_recall.json). The limit is
-    the decoder's lookup: trained alone on raw context for 2000 steps it still reads only 0.24
-    (measurability_recall_raw_decoder_2000.json). Binding comes as a late, seed-dependent jump: trained from scratch for
-    2000 steps (about 5 min a trial), ratio 2, whose latents each hold one aligned pair, binds on 2 of 3 seeds (0.80,
-    0.90; the third 0.24), while ratio 4, with mean or concat pooling, stays at the shortcut on 3 of 3
-    (measurability_kv_recall_2000.json). Halving the width (d_model 64, a one-head decoder) brings the jump sooner:
-    in 1500 steps (63-72 s a trial) ratio 2 binds on 4 of 5 seeds (0.87-1.00, the fifth 0.09) and ratio 4
-    on none (measurability_kv_recall_d64_concat.json). The jump is fragile: without the recipe's 10% raw-context rows,
-    or with 25%, no seed binds in 1500 steps (kv_recall_screen.json). So the task can rank ratio, but the jump is
-    seed- and recipe-dependent and takes just over a minute on 2 cores."""
+    binding within a pooling group (ratio, pooling). At the tiny config's shapes and budget it measures a shortcut
+    instead: a model that guesses, at each query, a value of the context it has not answered yet scores 0.21 without
+    binding any key, and trained trials score 0.23 (benchmarks/results/kv_shortcut.json); every design scores about the
+    same (measurability_recall.json). Binding comes as a late, seed-dependent jump in the decoder's lookup, sooner at
+    half width (d_model 64, a one-head decoder) trained from scratch at lr 1e-3 (wsd). With no distractors after the
+    pairs (context_len 32) and no padding after the questions (text_len 32, the same supervision at 3/4 of the step's
+    cost), ratio 2, whose latents each hold one aligned pair, binds on 5 of 5 seeds in 1750 steps (0.988-1.000, 42-56 s
+    a trial on 2 cores) and ratio 4 on none fully (0.16-0.45): ratio separates by 5.6 seed-sds, concat pooling from
+    mean by 0.8 (measurability_kv_recall_d64_c32.json; search_space/presets/kv_recall_ratio.yaml runs it). The jump is
+    fragile: with 16 distractors ratio 2 binds on 3 of 5 seeds in 1600 steps (kv_recall_screen_c48_1600.json); at
+    the tiny lengths in 1500 steps on 4 of 5 (measurability_kv_recall_d64_concat.json), and on none without the
+    recipe's 10% raw-context rows or with 25% (measurability_kv_recall_d64_nofull.json, kv_recall_screen.json)."""
 
     stream = 0
 
