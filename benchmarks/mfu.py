@@ -47,7 +47,7 @@ from lclab.models import MODES
 from lclab.models.config import swiglu_hidden
 from lclab.trials import load_config, run_trial
 from lclab.trials.compile import compile_trial, wants_compile
-from lclab.trials.data import compose, make_source
+from lclab.trials.data import make_source, step_batch
 from lclab.trials.module import LCLMTrial
 from lclab.trials.run import resolve_config, train_flops_per_step
 
@@ -114,8 +114,7 @@ class BareTrial:
         """A few distinct batches kept on the host (pinned): each step copies one over, as a trial does."""
         out = []
         for step in range(n):
-            b = compose(self.source.train_batch(self.cfg.seed, step, self.cfg.train.batch_size), composition,
-                        self.cfg.seed, step)
+            b = step_batch(self.source, self.cfg.seed, step, self.cfg.train.batch_size, composition)
             out.append({k: v.pin_memory() if self.gpu and torch.is_tensor(v) else v for k, v in b.items()})
         return out
 

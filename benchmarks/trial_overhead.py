@@ -39,7 +39,7 @@ from scipy import stats
 from _common import report
 from lclab.trials import load_config, run_trial
 from mfu import BareTrial
-from lclab.trials.data import compose, make_source
+from lclab.trials.data import make_source, step_batch
 from lclab.trials.run import resolve_config
 
 ROOT = Path(__file__).parents[1]
@@ -90,7 +90,7 @@ class Interleaved(L.Callback):
 
     def __init__(self, cfg, block: int):
         cfg = resolve_config(cfg, make_source(cfg.data))
-        self.cfg, self.block = cfg, block
+        self.cfg, self.block, self.composition = cfg, block, cfg.train.composition()
         self.bare = BareTrial(cfg, torch.device("cpu"), compile_=False, total_steps=cfg.train.steps)
         self.trial_s: list[list[float]] = [[]]  # per block, the trial's step intervals
         self.bare_s: list[list[float]] = []  # per block, the bare loop's
@@ -109,8 +109,8 @@ class Interleaved(L.Callback):
             self.bare_s.append([])
             for _ in range(self.block):
                 step, t = self.bare.steps_done, time.perf_counter()
-                self.bare.step(compose(self.bare.source.train_batch(self.cfg.seed, step, self.cfg.train.batch_size),
-                                       self.cfg.train.composition(), self.cfg.seed, step))
+                self.bare.step(step_batch(self.bare.source, self.cfg.seed, step, self.cfg.train.batch_size,
+                                          self.composition))
                 self.bare_s[-1].append(time.perf_counter() - t)
             self.trial_s.append([])
             now = time.perf_counter()
@@ -219,10 +219,13 @@ def main() -> None:
             eager = timed_trial(config, overrides, None, tmp)
             fresh = timed_trial(config, [*overrides, "train.compile=true"], None, tmp)
             warm = timed_trial(config, [*overrides, "train.compile=true"], None, tmp)
-            median = {k: statistics.median(x["step_s"][5:]) for k, x in (("eager", eager), ("fresh", fresh), ("warm", warm))}
-            rows.append(["compiled / eager (median step)", 2, statistics.mean([median["fresh"], median["warm"]]) / median["eager"], "", ""])
-            rows.append(["compiled / eager (whole trial, empty cache)", 1, fresh["whole_s"] / eager["whole_s"], "", "<= 1: compile pays"])
-            rows.append(["compiled / eager (whole trial, warm cache)", 1, warm["whole_s"] / eager["whole_s"], "", "<= 1: compile pays"])
+            median = {k: statistics.median(x["step_s"][5:])
+                      for k, x in (("eager", eager), ("fresh", fresh), ("warm", warm))}
+            compiled_step = statistics.mean([median["fresh"], median["warm"]]) / median["eager"]
+            rows.append(["compiled / eager (median step)", 2, compiled_step, "", ""])
+            for label, run in (("empty", fresh), ("warm", warm)):
+                rows.append([f"compiled / eager (whole trial, {label} cache)", 1, run["whole_s"] / eager["whole_s"],
+                             "", "<= 1: compile pays"])
             extra |= {"compile": {"eager_whole_s": eager["whole_s"], "compiled_whole_s_empty_cache": fresh["whole_s"],
                                   "compiled_whole_s_warm_cache": warm["whole_s"], "median_step_s": median,
                                   "val_loss": {"eager": eager["val_loss"], "compiled_empty_cache": fresh["val_loss"],

@@ -119,6 +119,13 @@ def compose(batch: dict, composition: dict[str, int], seed: int, step: int, rank
                                                                        "mode_tokens": torch.tensor(tokens)}
 
 
+def step_batch(source, seed: int, step: int, B: int, composition: dict[str, int], rank: int = 0,
+               world: int = 1) -> dict:
+    """Training step `step`'s batch, laid out by mode (`compose`): what the trial's stream yields, and what a loop
+    without Lightning (the benchmarks' bare loop) must train on to do the same work."""
+    return compose(source.train_batch(seed, step, B), composition, seed, step, rank, world)
+
+
 class _StepStream(IterableDataset):
     def __init__(self, source, seed: int, B: int, start: int, stop: int, composition: dict[str, int]):
         self.source, self.seed, self.B, self.start, self.stop = source, seed, B, start, stop
@@ -128,7 +135,7 @@ class _StepStream(IterableDataset):
         rank, world = rank_world()
         for step in range(self.start, self.stop):
             # under DDP each rank trains on its share of the same global batch: the trial sees the same data at any world size
-            yield compose(self.source.train_batch(self.seed, step, self.B), self.composition, self.seed, step, rank, world)
+            yield step_batch(self.source, self.seed, step, self.B, self.composition, rank, world)
 
 
 class TrialData(L.LightningDataModule):
