@@ -38,7 +38,7 @@ def measure(args: tuple[str, int, int, int]) -> dict:
             frame = model.frame(mode, T, 1, context.device, torch.float32)  # S = 1: the prefix alone
             embeds = model.prefix(context, mode, frame)  # compressed: runs encoder + adapter
             t1 = time.perf_counter()
-            model.decoder(embeds, frame.rope)
+            model.decoder([(embeds, frame.rope)])
             t2 = time.perf_counter()
             enc_times.append(t1 - t0)
             dec_times.append(t2 - t1)

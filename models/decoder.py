@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-from .layers import Block
+from .layers import Block, flat_cat
 
 
 class Decoder(nn.Module):
@@ -20,10 +20,15 @@ class Decoder(nn.Module):
         self.head = nn.Linear(dec.d_model, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied: fewer parameters at lab scale
 
-    def forward(self, embeds: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """embeds: (B, L, D), rope: cos, sin tables (L, hd/2) of the positions -> final hidden states (B, L, D);
-        `head` gives logits."""
-        x = embeds
+    def forward(self, seqs: list[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]) -> list[torch.Tensor]:
+        """Batches of sequences, packed into one pass: [(embeds (B_i, L_i, D), rope_i)] -> [final hidden (B_i, L_i, D)]
+        (`head` gives logits), where rope_i holds the cos, sin tables (L_i, hd/2) of the sequences' positions.
+        Each block's projections and MLP run once over all tokens, attention per batch: a training step's modes
+        then cost one pass's kernel launches, not one pass per mode (what bounds a step on a GPU)."""
+        segments = tuple((e.shape[0], e.shape[1]) for e, _ in seqs)
+        x = flat_cat([e for e, _ in seqs])  # (sum B_i L_i, D)
+        ropes = tuple(r for _, r in seqs)
         for block in self.blocks:
-            x = block(x, rope, causal=True)
-        return self.norm(x)
+            x = block(x, ropes, causal=True, segments=segments)
+        x = self.norm(x)
+        return [h.view(b, l, -1) for h, (b, l) in zip(x.split([b * l for b, l in segments]), segments)]

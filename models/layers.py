@@ -31,6 +31,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
+def flat_cat(xs: list[torch.Tensor]) -> torch.Tensor:
+    """[(B_i, T_i, ...)] -> (sum B_i T_i, ...): one batch of sequences is flattened in place (no copy)."""
+    return torch.cat([x.flatten(0, 1) for x in xs]) if len(xs) > 1 else xs[0].flatten(0, 1)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, backend: str = "sdpa"):
         super().__init__()
@@ -39,13 +44,24 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model, bias=False)
         self.backend = attention_backend(backend)
 
-    def forward(self, x, rope=None, mask=None, causal=False):
-        # x: (B, T, D); mask: None, or the backend's prepared KeyMask
-        q, k, v = rearrange(self.qkv(x), "b t (three h hd) -> three b h t hd", three=3, h=self.n_heads)
+    def forward(self, x, rope=None, mask=None, causal=False, segments=None):
+        # x: (B, T, D); mask: None, or the backend's prepared KeyMask. Packed (`segments`): x is (sum B_i T_i, D), the
+        # rows of several batches of sequences one after another, and rope holds one table pair per segment (B_i, T_i):
+        # the projections run once over every token, attention per segment
+        qkv = self.qkv(x)
+        if segments is None:
+            return self.proj(self._attend(qkv, rope, mask, causal))
+        parts = qkv.split([b * t for b, t in segments])
+        ys = [self._attend(p.view(b, t, -1), r, None, causal) for p, (b, t), r in zip(parts, segments, rope)]
+        return self.proj(flat_cat(ys))
+
+    def _attend(self, qkv, rope, mask, causal):
+        # qkv: (B, T, 3D) -> (B, T, D)
+        q, k, v = rearrange(qkv, "b t (three h hd) -> three b h t hd", three=3, h=self.n_heads)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         y = self.backend.attend(q, k, v, mask, causal)  # (B, H, T, hd)
-        return self.proj(rearrange(y, "b h t hd -> b t (h hd)"))
+        return rearrange(y, "b h t hd -> b t (h hd)")
 
 
 class SwiGLU(nn.Module):
@@ -70,6 +86,6 @@ class Block(nn.Module):
         self.mlp_norm = nn.RMSNorm(d_model)
         self.mlp = SwiGLU(d_model, mlp_ratio)
 
-    def forward(self, x, rope=None, mask=None, causal=False):
-        x = x + self.attn(self.attn_norm(x), rope, mask, causal)
+    def forward(self, x, rope=None, mask=None, causal=False, segments=None):
+        x = x + self.attn(self.attn_norm(x), rope, mask, causal, segments)
         return x + self.mlp(self.mlp_norm(x))

@@ -15,7 +15,7 @@ from .adapter import ADAPTERS
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import WindowEncoder
-from .layers import compute_dtype, rope_tables
+from .layers import compute_dtype, flat_cat, rope_tables
 from .modes import MODES
 
 
@@ -97,8 +97,10 @@ class LCLM(nn.Module):
         self._frames[key] = frame
         return frame
 
-    def prefix(self, context: torch.Tensor, mode: str, frame: Frame, skip: float = 0.0) -> torch.Tensor:
-        """The decoder input before the text: embeddings (B, P, D_dec) in the frame's dtype (`skip`: `compress`)."""
+    def prefix(self, context: torch.Tensor, mode: str, frame: Frame, skip: float = 0.0,
+               latents: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder input before the text: embeddings (B, P, D_dec) in the frame's dtype (`skip`: `compress`;
+        `latents`: the context's, already compressed)."""
         B = context.shape[0]
         m, embed = MODES[mode], self.decoder.embed
         if m.reads == "context":
@@ -106,16 +108,33 @@ class LCLM(nn.Module):
         elif m.reads == "nothing":
             middle = embed.weight.new_zeros(B, 0, embed.embedding_dim)
         else:
-            middle = self.compress(context, skip)  # (B, ceil(T/r), D)
+            middle = self.compress(context, skip) if latents is None else latents  # (B, ceil(T/r), D)
         parts = [embed(frame.before).expand(B, -1, -1), middle, embed(frame.after).expand(B, -1, -1)]
         return torch.cat([p.to(frame.rope[0].dtype) for p in parts], dim=1)
 
     def forward(self, context: torch.Tensor, text: torch.Tensor, mode: str = "compressed",
                 skip: float = 0.0) -> torch.Tensor:
         """context: (B, T), text: (B, S) -> logits (B, S, V); logits[:, i] predicts text[:, i] (`skip`: `compress`)."""
-        T, S = context.shape[1], text.shape[1]
-        frame = self.frame(mode, T, S, context.device, compute_dtype(context.device))
-        prefix = self.prefix(context, mode, frame, skip)  # (B, P, D)
-        embeds = torch.cat([prefix, self.decoder.embed(text[:, :-1]).to(prefix.dtype)], dim=1)  # (B, P + S - 1, D)
-        hidden = self.decoder(embeds, frame.rope)
-        return self.decoder.head(hidden[:, frame.prefix_len - 1:])  # (B, S, V)
+        return self.forward_modes([(context, text, mode)], skip)[0]
+
+    def forward_modes(self, parts: list[tuple[torch.Tensor, torch.Tensor, str]],
+                      skip: float = 0.0) -> list[torch.Tensor]:
+        """A training step's modes in one pass: [(context (B_i, T), text (B_i, S_i), mode_i)] -> [logits (B_i, S_i, V)],
+        each as `forward` gives it. The contexts of every mode that reads latents are encoded as one batch, the
+        decoder packs all modes into one pass and the head runs once over every text position."""
+        device = parts[0][0].device
+        latent = [i for i, (_, _, mode) in enumerate(parts) if MODES[mode].reads == "latents"]
+        latents = {}
+        if latent:
+            encoded = self.compress(torch.cat([parts[i][0] for i in latent]), skip)
+            latents = dict(zip(latent, encoded.split([len(parts[i][0]) for i in latent])))
+        seqs, starts = [], []
+        for i, (context, text, mode) in enumerate(parts):
+            frame = self.frame(mode, context.shape[1], text.shape[1], device, compute_dtype(device))
+            prefix = self.prefix(context, mode, frame, skip, latents.get(i))  # (B_i, P_i, D)
+            seqs.append((torch.cat([prefix, self.decoder.embed(text[:, :-1]).to(prefix.dtype)], dim=1), frame.rope))
+            starts.append(frame.prefix_len - 1)
+        hidden = [h[:, start:] for h, start in zip(self.decoder(seqs), starts)]  # (B_i, S_i, D)
+        logits = self.decoder.head(flat_cat(hidden))  # (sum B_i S_i, V)
+        sizes = [h.shape[0] * h.shape[1] for h in hidden]
+        return [x.view(*h.shape[:2], -1) for x, h in zip(logits.split(sizes), hidden)]

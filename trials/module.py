@@ -60,14 +60,17 @@ class LCLMTrial(L.LightningModule):
         `step` is the one the curriculum reads: Lightning's global step unless a loop without a trainer counts its own."""
         world, start = rank_world()[1], 0
         skip = self.embedding_skip(self.global_step if step is None else step)
-        total, losses = 0.0, {}
+        parts, targets = [], []  # the modes this rank holds rows of: (index into mode_tokens, mode, text, mask)
         for i, (mode, rows) in enumerate(batch["mode_rows"]):
             part = {k: batch[k][start:start + rows] for k in ("context", "text", "loss_mask")}
             start += rows
             if rows == 0:  # this DDP rank holds none of the mode's rows
                 continue
             text, mask = mode_targets(part, mode)
-            logits = self.model(part["context"], text, mode, skip)
+            parts.append((part["context"], text, mode))
+            targets.append((i, mode, text, mask))
+        total, losses = 0.0, {}
+        for logits, (i, mode, text, mask) in zip(self.model.forward_modes(parts, skip), targets):  # one pass
             losses[mode] = self.loss_sum(logits, text, mask) * world / batch["mode_tokens"][i]
             total = total + self.shares[mode] * losses[mode]
         return total, losses

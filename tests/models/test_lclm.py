@@ -134,3 +134,32 @@ def test_the_embedding_skip_adds_each_latents_mean_token_embedding():
     text = torch.randint(8, 64, (2, 9))
     assert not torch.allclose(model(context, text, "compressed", 0.25), model(context, text, "compressed"))
     assert torch.equal(model(context, text, "full", 0.25), model(context, text, "full"))  # raw context: no latents
+
+
+@pytest.mark.parametrize("pooling,overlap", [("mean", 0), ("attention", W // 4)])
+def test_a_step_runs_every_mode_in_one_pass_and_matches_each_mode_run_alone(pooling, overlap):
+    """forward_modes packs the modes into one encoder and one decoder pass (what bounds a GPU step is the number of
+    passes, not their size); each mode's logits and every gradient must be what that mode alone gives."""
+    model = make(pooling, overlap)
+    context, text = torch.randint(8, 64, (9, 37)), torch.randint(8, 64, (9, 11))
+    parts = [(context[:3], text[:3], "compressed"), (context[3:5], text[3:5], "full"),
+             (context[5:7], text[5:7], "none"), (context[7:], context[7:], "reconstruct")]
+    calls = {"encoder": 0, "decoder": 0}
+    for name in calls:
+        def count(*_, name=name):
+            calls[name] += 1
+        getattr(model, name).blocks[0].register_forward_hook(count)
+    packed = model.forward_modes(parts, skip=0.5)
+    assert calls == {"encoder": 1, "decoder": 1}
+    weights = [torch.randn_like(x) for x in packed]
+    sum((x * w).sum() for x, w in zip(packed, weights)).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    alone = [model(c, t, mode, skip=0.5) for c, t, mode in parts]
+    sum((x * w).sum() for x, w in zip(alone, weights)).backward()
+    for (_, _, mode), a, b in zip(parts, packed, alone):
+        torch.testing.assert_close(a, b, msg=lambda m, mode=mode: f"{mode}: {m}")
+    assert grads.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[n], p.grad, msg=lambda m, n=n: f"{n}: {m}")

@@ -156,8 +156,8 @@ def test_frozen_components_compute_no_gradients_until_their_stage(tmp_path):
     assert seen[4] == {"encoder": True, "adapter": True, "decoder": True}
 
 
-@pytest.mark.parametrize("causal,padded", [(True, False), (False, True)])
-def test_a_compiled_block_matches_the_eager_block_forward_and_backward(causal, padded):
+@pytest.mark.parametrize("causal,padded,packed", [(True, False, False), (False, True, False), (True, False, True)])
+def test_a_compiled_block_matches_the_eager_block_forward_and_backward(causal, padded, packed):
     torch.manual_seed(0)
     eager = Block(64, 4, 4.0)
     compiled = Block(64, 4, 4.0)
@@ -168,10 +168,13 @@ def test_a_compiled_block_matches_the_eager_block_forward_and_backward(causal, p
     valid = torch.ones(6, 20, dtype=torch.bool)
     valid[0, :4] = valid[5, 15:] = False
     mask = KeyMask(valid, False).dense() if padded else None
+    segments = None
+    if packed:  # as the decoder packs a step's modes: 4 sequences of 20 tokens, then 2 of 12 positioned apart
+        x, rope, segments = x.reshape(-1, 64)[:104], (rope, rope_tables(torch.arange(12) * 2, 16)), ((4, 20), (2, 12))
     outs = []
     for block in (eager, compiled):
         xi = x.clone().requires_grad_()
-        y = block(xi, rope, mask, causal)
+        y = block(xi, rope, mask, causal, segments)
         y.square().mean().backward()
         outs.append((y, xi.grad, block.mlp.gate_up.weight.grad))
     for a, b in zip(*outs):
