@@ -3,7 +3,8 @@
 On a GPU every operator that is not a view is at least one kernel launch when eager, and compiled blocks launch in
 proportion. The `small` trial's mix on an H100 is launch-bound (GPU idle 52% of its step, mfu.json), so what a step
 launches is what it costs there: these counts say what a change does to that cost without a GPU. They are exact and
-the same on every machine, so one run of each side suffices.
+the same on every machine, so one run of each side suffices. Sequence lengths change no count (windows, modes and
+layers are batched), so the context and text are shortened by default: small's full lengths need ~30 GB on a CPU.
 
     python benchmarks/step_ops.py [--config configs/trial/small.yaml] [--set k=v ...] [--baseline REV] [--name step_ops]
 
@@ -68,7 +69,8 @@ def count(config: Path, overrides: list[str], benchmarks: Path, site: Path | Non
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="configs/trial/small.yaml", help="relative to the repository")
-    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--set", dest="overrides", action="append", default=["data.context_len=512", "data.text_len=128"],
+                    help="k=v config overrides, after the default shorter lengths")
     ap.add_argument("--baseline", default=None, help="a commit to compare this checkout against")
     ap.add_argument("--name", default="step_ops")
     a = ap.parse_args()
