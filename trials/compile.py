@@ -14,8 +14,8 @@ RECOMPILE_LIMIT = 64
 
 
 def wants_compile(cfg, gpu: bool) -> bool:
-    """`train.compile`: true, false, or auto (on CUDA only: on CPU a tiny trial takes 2.2x its eager wall time on a
-    new machine, compiling, and saves 10% only once the inductor cache is warm, benchmarks/results/trial_overhead.json)."""
+    """`train.compile`: true, false, or auto (on CUDA only: on CPU a tiny trial takes 1.8x its eager wall time on a
+    new machine, compiling, and even with a warm inductor cache no less than eager, benchmarks/results/trial_overhead.json)."""
     return cfg.train.compile is True or (cfg.train.compile == "auto" and gpu)
 
 
