@@ -32,7 +32,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def flat_cat(xs: list[torch.Tensor]) -> torch.Tensor:
-    """[(B_i, T_i, ...)] -> (sum B_i T_i, ...): one batch of sequences is flattened in place (no copy)."""
+    """[(B_i, T_i, ...)] -> (sum B_i T_i, ...); a single batch is only flattened (a view where its layout allows)."""
     return torch.cat([x.flatten(0, 1) for x in xs]) if len(xs) > 1 else xs[0].flatten(0, 1)
 
 
