@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from .config import ModelConfig
-from .layers import Block, flat_cat
+from .layers import Block, flat_cat, split_flat
 
 
 class Decoder(nn.Module):
@@ -31,4 +31,4 @@ class Decoder(nn.Module):
         for block in self.blocks:
             x = block(x, ropes, causal=True, segments=segments)
         x = self.norm(x)
-        return [h.view(b, l, -1) for h, (b, l) in zip(x.split([b * l for b, l in segments]), segments)]
+        return split_flat(x, segments)

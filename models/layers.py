@@ -36,6 +36,11 @@ def flat_cat(xs: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([x.flatten(0, 1) for x in xs]) if len(xs) > 1 else xs[0].flatten(0, 1)
 
 
+def split_flat(x: torch.Tensor, shapes) -> list[torch.Tensor]:
+    """(sum B_i T_i, ...) -> [(B_i, T_i, ...)] for shapes [(B_i, T_i)]: `flat_cat` undone, as views."""
+    return [part.view(b, t, *x.shape[1:]) for part, (b, t) in zip(x.split([b * t for b, t in shapes]), shapes)]
+
+
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, backend: str = "sdpa"):
         super().__init__()
@@ -51,8 +56,7 @@ class SelfAttention(nn.Module):
         qkv = self.qkv(x)
         if segments is None:
             return self.proj(self._attend(qkv, rope, mask, causal))
-        parts = qkv.split([b * t for b, t in segments])
-        ys = [self._attend(p.view(b, t, -1), r, None, causal) for p, (b, t), r in zip(parts, segments, rope)]
+        ys = [self._attend(p, r, None, causal) for p, r in zip(split_flat(qkv, segments), rope)]
         return self.proj(flat_cat(ys))
 
     def _attend(self, qkv, rope, mask, causal):

@@ -15,7 +15,7 @@ from .adapter import ADAPTERS
 from .config import ModelConfig
 from .decoder import Decoder
 from .encoder import WindowEncoder
-from .layers import compute_dtype, flat_cat, rope_tables
+from .layers import compute_dtype, flat_cat, rope_tables, split_flat
 from .modes import MODES
 
 
@@ -136,5 +136,4 @@ class LCLM(nn.Module):
             starts.append(frame.prefix_len - 1)
         hidden = [h[:, start:] for h, start in zip(self.decoder(seqs), starts)]  # (B_i, S_i, D)
         logits = self.decoder.head(flat_cat(hidden))  # (sum B_i S_i, V)
-        sizes = [h.shape[0] * h.shape[1] for h in hidden]
-        return [x.view(*h.shape[:2], -1) for x, h in zip(logits.split(sizes), hidden)]
+        return split_flat(logits, [h.shape[:2] for h in hidden])
