@@ -10,6 +10,9 @@ In one process on one device:
            trial's compressed and full-context decoder lengths: the realistic ceiling
   gemm     one cuBLAS bf16 GEMM at the trial's largest linear shape: the achievable peak
   variants the mix at twice the batch and with CUDA graphs (compile mode reduce-overhead): is the mix launch-bound?
+           With CUDA graphs also the Lightning trial (`train.compile: cudagraphs`), and whether graphs train as plain
+           compiled blocks do: both bare loops from the same weights over the same batches, against the gap between
+           two plain runs (the GPU's own nondeterminism)
 
 Parts run in order of importance (mix, references, Lightning, profile, modes alone, xformers, variants), each
 guarded: one that fails is named under `errors` and the rest still run; NAME.partial.json is rewritten after each
@@ -118,7 +121,7 @@ class BareTrial:
             out.append({k: v.pin_memory() if self.gpu and torch.is_tensor(v) else v for k, v in b.items()})
         return out
 
-    def step(self, batch: dict):
+    def step(self, batch: dict) -> torch.Tensor:
         self.mark_step()
         batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         with self.autocast:
@@ -130,6 +133,7 @@ class BareTrial:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.steps_done += 1
+        return loss.detach()  # an eager sum of the compiled losses: no graph overwrites it
 
     def time(self, composition: dict[str, int], warmup: int, steps: int, repeats: int) -> dict:
         batches = self.batches(composition)
@@ -295,6 +299,26 @@ def lightning_steps(cfg_path: str, overrides: list[str], warmup: int, steps: int
     return quantiles(timer.clock.step_seconds()[warmup:])
 
 
+def graph_agreement(cfg, device, composition: dict[str, int], steps: int = 10) -> dict:
+    """Whether CUDA graphs train as plain compiled blocks do: bare loops from the same initial weights over the same
+    batches, plain twice (the gap nondeterministic kernels leave) and with graphs once; the largest gap in any step's
+    loss and in any weight after `steps` steps, relative to its scale. A graph reading memory a later replay overwrote
+    shows as a gap far beyond plain's own."""
+    runs = []
+    for mode in (None, None, "reduce-overhead"):
+        bare = BareTrial(cfg, device, True, mode=mode)
+        batches = bare.batches(composition)
+        losses = torch.stack([bare.step(batches[i % len(batches)]) for i in range(steps)]).float()
+        runs.append((losses, [p.detach().float().clone() for p in bare.module.parameters()]))
+        del bare, batches
+
+    def gap(a, b) -> dict:
+        weights = max(((x - y).abs().max() / y.abs().max().clamp_min(1e-12)).item() for x, y in zip(a[1], b[1]))
+        return {"loss": ((a[0] - b[0]).abs() / b[0].abs()).max().item(), "weights": weights}
+
+    return {"steps": steps, "plain_vs_plain": gap(runs[1], runs[0]), "graphs_vs_plain": gap(runs[2], runs[0])}
+
+
 # ----------------------------------------------------------------------------------------------------------- main
 class Sections:
     """Runs the benchmark's parts in order of importance; a part that fails is named with its error and the others
@@ -416,6 +440,13 @@ def main() -> None:
         sections.run("cudagraphs", lambda: measure("mix, CUDA graphs", composition, BareTrial(
             cfg, device, compile_, mode="reduce-overhead").time(composition, a.warmup, a.steps, a.repeats)))
 
+        def lightning_graphs():
+            light = lightning_steps(a.config, [*a.overrides, "train.compile=cudagraphs"], a.warmup, a.steps, gpu)
+            results["lightning, CUDA graphs"] = light | {"over_bare": results["mix, CUDA graphs"]["median_s"] / light["median_s"]}
+        sections.run("cudagraphs:lightning", lightning_graphs)
+        sections.run("cudagraphs:agreement", lambda: results.__setitem__(
+            "cudagraphs_agreement", graph_agreement(cfg, device, composition)))
+
     rows = []
     for label in ["mix", *composition, "mix, xformers", "mix, batch x2", "mix, CUDA graphs"]:
         if label in results:
@@ -427,11 +458,13 @@ def main() -> None:
         rows.append([f"nanogpt T={ref['seq']}", f"batch {ref['batch']}", ref["median_s"] * 1e3, ref["p10_s"] * 1e3,
                      ref["p90_s"] * 1e3, ref["tflops_per_s"], ref["mfu"], ref["mfu_causal_half"],
                      ref["tokens_per_step"] / ref["median_s"], float("nan"), ""])
-    if "lightning" in results and "mix" in results:
-        light = results["lightning"]
-        rows.append(["lightning trial", str(composition), light["median_s"] * 1e3, light["p10_s"] * 1e3,
-                     light["p90_s"] * 1e3, results["mix"]["flops_per_step"] / light["median_s"] / 1e12, float("nan"),
-                     float("nan"), tokens_per_step / light["median_s"], float("nan"), ""])
+    for label in ("lightning", "lightning, CUDA graphs"):
+        if label in results and "mix" in results:
+            light = results[label]
+            rows.append([label.replace("lightning", "lightning trial"), str(composition), light["median_s"] * 1e3,
+                         light["p10_s"] * 1e3, light["p90_s"] * 1e3,
+                         results["mix"]["flops_per_step"] / light["median_s"] / 1e12, float("nan"), float("nan"),
+                         tokens_per_step / light["median_s"], float("nan"), ""])
     if "gemm" in results:
         g = results["gemm"]
         rows.append(["cuBLAS GEMM", str(g["shape"]), g["median_s"] * 1e3, float("nan"), float("nan"), g["tflops"],
@@ -446,8 +479,11 @@ def main() -> None:
         print("attention kernels:", comp["attention_kernels"] or "(CPU: none)")
     if "trial_over_nanogpt" in results:
         print(f"trial FLOP/s over nanoGPT: {results['trial_over_nanogpt']:.3f}")
-    if "lightning" in results:
-        print(f"Lightning over bare loop: {results['lightning']['over_bare']:.3f}")
+    for label in ("lightning", "lightning, CUDA graphs"):
+        if label in results:
+            print(f"{label}: Lightning over bare loop {results[label]['over_bare']:.3f}")
+    if "cudagraphs_agreement" in results:
+        print("CUDA graphs against plain compiled blocks (largest relative gap):", results["cudagraphs_agreement"])
     for part, error in payload["errors"].items():
         print(f"FAILED {part}: {error}")
 

@@ -68,3 +68,20 @@ def test_the_interleaved_bare_loop_does_the_trials_work_step_for_step(tmp_path):
     bare = probe.bare.module.state_dict()
     for name, value in trial.state_dict().items():
         torch.testing.assert_close(value, bare[name], rtol=0, atol=0, msg=name)
+
+
+def test_the_cuda_graph_agreement_check_runs_and_finds_a_deterministic_cpu_run_identical(tmp_path):
+    """The GPU run checks that CUDA graphs train as plain compiled blocks do; its code path runs here (inductor skips
+    the graphs on CPU), where every run is deterministic: any gap would be the check's own error."""
+    import torch
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mfu import graph_agreement
+
+    from lclab.trials.data import make_source
+    from lclab.trials.run import resolve_config
+
+    cfg = small_trial(tmp_path, train={"steps": 3, "full_context_share": 0.3, "reconstruction_share": 0.2})
+    cfg = resolve_config(cfg, make_source(cfg.data))
+    result = graph_agreement(cfg, torch.device("cpu"), cfg.train.composition(), steps=3)
+    assert result == {"steps": 3, "plain_vs_plain": {"loss": 0.0, "weights": 0.0},
+                      "graphs_vs_plain": {"loss": 0.0, "weights": 0.0}}

@@ -76,7 +76,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 0  # torch CPU threads, 0 = torch's default
-    compile: bool | Literal["auto"] = "auto"  # torch.compile each transformer block and the loss; auto: on CUDA only
+    # torch.compile each transformer block and the loss; auto: on CUDA only; cudagraphs: also replay them as CUDA graphs
+    compile: bool | Literal["auto", "cudagraphs"] = "auto"
 
     def shares(self) -> dict[str, float]:
         """Each decoder mode's share of the training loss: those with a share field, compressed the rest."""

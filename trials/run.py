@@ -30,7 +30,7 @@ from lclab.models.attention import resolve
 from .config import TrainConfig, TrialConfig
 from .callbacks import DivergenceGuard
 from .checkpointing import AtomicCheckpointIO, resume_step, save_atomic
-from .compile import compile_trial, wants_compile
+from .compile import CudaGraphSteps, compile_trial, graph_mode, wants_compile
 from .corpus import cache_dir
 from .data import TrialData, make_source
 from .distributed import barrier, broadcast, device_name, is_leader, rank_world, use_gpu
@@ -187,7 +187,8 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg, on_progress), weights_only=True))
     gpu = use_gpu()
     if wants_compile(cfg, gpu):
-        compile_trial(module)
+        compile_trial(module, graph_mode(cfg, gpu))
+    graphs = [CudaGraphSteps()] if graph_mode(cfg, gpu) else []
     data = TrialData(cfg, source, steps)
     tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
     shown = [StepProgressBar(tokens_per_step)] if cfg.progress else \
@@ -202,7 +203,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
         gradient_clip_val=cfg.train.grad_clip, deterministic=not gpu, benchmark=False,
         logger=TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=[checkpoint, SaveOnInterrupt(ckpt_dir / "last.ckpt"), DivergenceGuard(cfg.train.log_every, cfg.train.checkpoint_every),
-                   *shown, *callbacks],
+                   *graphs, *shown, *callbacks],
         enable_progress_bar=cfg.progress, enable_model_summary=False,
         val_check_interval=cfg.train.val_every or steps, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=cfg.train.log_every,
