@@ -127,23 +127,27 @@ def step_batch(source, seed: int, step: int, B: int, composition: dict[str, int]
 
 
 class _StepStream(IterableDataset):
+    """Steps `start` to `stop`'s batches, this DDP rank's share of each (the rank is read where the stream is made:
+    a loader's worker process is in no process group)."""
+
     def __init__(self, source, seed: int, B: int, start: int, stop: int, composition: dict[str, int]):
         self.source, self.seed, self.B, self.start, self.stop = source, seed, B, start, stop
-        self.composition = composition
+        self.composition, self.rank_world = composition, rank_world()
 
     def __iter__(self) -> Iterator[dict]:
-        rank, world = rank_world()
         for step in range(self.start, self.stop):
             # under DDP each rank trains on its share of the same global batch: the trial sees the same data at any world size
-            yield step_batch(self.source, self.seed, step, self.B, self.composition, rank, world)
+            yield step_batch(self.source, self.seed, step, self.B, self.composition, *self.rank_world)
 
 
 class TrialData(L.LightningDataModule):
-    """Training stream from the current step to the budget; its state (the next step) is checkpointed."""
+    """Training stream from the current step to the budget; its state (the next step) is checkpointed. `gpu`: one
+    worker process builds the next batches into pinned memory while the host launches the step's kernels (a step
+    that is launch-bound waits on nothing else; the bare loop it is measured against builds no batches at all)."""
 
-    def __init__(self, cfg: TrialConfig, source, total_steps: int):
+    def __init__(self, cfg: TrialConfig, source, total_steps: int, gpu: bool = False):
         super().__init__()
-        self.cfg, self.source, self.total_steps = cfg, source, total_steps
+        self.cfg, self.source, self.total_steps, self.gpu = cfg, source, total_steps, gpu
         self.start_step = 0
         self._val = None
         self._unigram: torch.Tensor | None = None
@@ -151,7 +155,7 @@ class TrialData(L.LightningDataModule):
     def train_dataloader(self):
         t = self.cfg.train
         stream = _StepStream(self.source, self.cfg.seed, t.batch_size, self.start_step, self.total_steps, t.composition())
-        return DataLoader(stream, batch_size=None)
+        return DataLoader(stream, batch_size=None, num_workers=int(self.gpu), pin_memory=self.gpu)
 
     def val_dataloader(self):
         if self._val is None:

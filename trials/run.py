@@ -189,7 +189,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     if wants_compile(cfg, gpu):
         compile_trial(module, graph_mode(cfg, gpu))
     graphs = [CudaGraphSteps()] if graph_mode(cfg, gpu) else []
-    data = TrialData(cfg, source, steps)
+    data = TrialData(cfg, source, steps, gpu)
     tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
     shown = [StepProgressBar(tokens_per_step)] if cfg.progress else \
         [ProgressLog(phase, tokens_per_step, cfg.train.log_every, on_progress)] if is_leader() else []

@@ -11,7 +11,7 @@ from lclab.models import SpecialTokens
 from tests.conftest import small_trial
 from lclab.trials import run_trial
 from lclab.trials.corpus import load_corpus
-from lclab.trials.data import make_source
+from lclab.trials.data import TrialData, make_source
 from lclab.trials.synthetic import generate, layout
 
 
@@ -145,3 +145,36 @@ def test_four_workers_on_a_cold_cache_train_the_tokenizer_once(tmp_path):
     assert log.read_text().count("trained") == 1  # without the lock each cold worker trains its own
     assert len({o[0] for o in outs}) == 1  # and all load the same file
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_a_gpu_trials_loader_worker_yields_this_ranks_batches_as_the_main_process_does(tmp_path, monkeypatch):
+    """On a GPU a worker process builds the batches. It is in no process group, so the DDP rank must be read where the
+    loader is made: here the worker starts once the rank seen at that moment is gone, as it would be in a fresh one."""
+    import lclab.trials.data as data
+
+    cfg = small_trial(tmp_path, train={"steps": 5, "full_context_share": 0.25})
+    source = make_source(cfg.data)
+    monkeypatch.setattr(data, "rank_world", lambda: (1, 2))
+    here = list(TrialData(cfg, source, 5).train_dataloader())
+    loader = TrialData(cfg, source, 5, gpu=True).train_dataloader()
+    monkeypatch.undo()
+    assert loader.num_workers == 1
+    worker = list(loader)
+    assert len(worker) == len(here) == 5
+    for a, b, step in zip(here, worker, range(5)):
+        rows = [(m, n // 2) for m, n in cfg.train.composition().items()]  # the loader turns tuples into lists
+        assert [tuple(r) for r in a["mode_rows"]] == [tuple(r) for r in b["mode_rows"]] == rows
+        for k in ("context", "text", "loss_mask", "mode_tokens"):
+            assert torch.equal(a[k], b[k]), (step, k)
+
+
+def test_a_trial_fed_by_a_loader_worker_trains_exactly_as_one_fed_in_process(tmp_path, monkeypatch):
+    """A GPU trial's loader (a worker, pinned memory where there is a GPU) forced on a CPU trial: same steps, same data."""
+    import lclab.trials.run as run
+
+    cfg = small_trial(tmp_path / "a", train={"steps": 6, "checkpoint_every": 3})
+    plain = run_trial(cfg).metrics
+    monkeypatch.setattr(run, "TrialData", lambda cfg, source, steps, gpu: TrialData(cfg, source, steps, gpu=True))
+    worker = run_trial(small_trial(tmp_path / "b", train={"steps": 6, "checkpoint_every": 3})).metrics
+    assert {k: v for k, v in worker.items() if k.startswith("val/loss")} == \
+        {k: v for k, v in plain.items() if k.startswith("val/loss")}
