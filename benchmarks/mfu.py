@@ -414,11 +414,12 @@ def main() -> None:
 
     sections.run("references", references)
 
-    def lightning():
-        light = lightning_steps(a.config, a.overrides, a.warmup, a.steps, gpu)
-        results["lightning"] = light | {"over_bare": results["mix"]["median_s"] / light["median_s"]}
+    def lightning(label: str, bare_label: str, overrides: tuple[str, ...] = ()):
+        """The Lightning trial's step, with its ratio to the bare loop's under `bare_label`."""
+        light = lightning_steps(a.config, [*a.overrides, *overrides], a.warmup, a.steps, gpu)
+        results[label] = light | {"over_bare": results[bare_label]["median_s"] / light["median_s"]}
 
-    sections.run("lightning", lightning)
+    sections.run("lightning", lambda: lightning("lightning", "mix"))
     sections.run("components", lambda: results.__setitem__("components", component_profile(bare, composition)))
     for mode in composition:  # each mode alone on the whole batch: per-mode MFU and memory
         alone = {mode: t.batch_size}
@@ -439,11 +440,8 @@ def main() -> None:
         sections.run("batch x2", doubled)
         sections.run("cudagraphs", lambda: measure("mix, CUDA graphs", composition, BareTrial(
             cfg, device, compile_, mode="reduce-overhead").time(composition, a.warmup, a.steps, a.repeats)))
-
-        def lightning_graphs():
-            light = lightning_steps(a.config, [*a.overrides, "train.compile=cudagraphs"], a.warmup, a.steps, gpu)
-            results["lightning, CUDA graphs"] = light | {"over_bare": results["mix, CUDA graphs"]["median_s"] / light["median_s"]}
-        sections.run("cudagraphs:lightning", lightning_graphs)
+        sections.run("cudagraphs:lightning", lambda: lightning("lightning, CUDA graphs", "mix, CUDA graphs",
+                                                                ("train.compile=cudagraphs",)))
         sections.run("cudagraphs:agreement", lambda: results.__setitem__(
             "cudagraphs_agreement", graph_agreement(cfg, device, composition)))
 

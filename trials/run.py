@@ -186,9 +186,10 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     if cfg.train.decoder_init == "warm":
         module.model.decoder.load_state_dict(torch.load(warm_decoder(cfg, on_progress), weights_only=True))
     gpu = use_gpu()
+    mode = graph_mode(cfg, gpu)
     if wants_compile(cfg, gpu):
-        compile_trial(module, graph_mode(cfg, gpu))
-    graphs = [CudaGraphSteps()] if graph_mode(cfg, gpu) else []
+        compile_trial(module, mode)
+    graphs = [CudaGraphSteps()] if mode else []
     data = TrialData(cfg, source, steps, gpu)
     tokens_per_step = cfg.train.batch_size * (cfg.data.context_len + cfg.data.text_len)
     shown = [StepProgressBar(tokens_per_step)] if cfg.progress else \
