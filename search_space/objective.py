@@ -64,7 +64,13 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial):
         space = self.space
-        if space.sampler["name"] in ENUMERATED and not trial.user_attrs:
+        fresh = not trial.user_attrs  # read before this worker's identity is recorded below
+        # first, so that a trial that never trains (surplus, infeasible) still names the job and log that drew it
+        if self.log:
+            trial.set_user_attr("log", self.log)
+        for key, value in (self.attrs or {}).items():
+            trial.set_user_attr(key, value)
+        if space.sampler["name"] in ENUMERATED and fresh:
             # every point was enqueued up front; a fresh sample only means two workers raced for the last one
             trial.set_user_attr("surplus", True)
             raise optuna.TrialPruned("surplus: every enumerated point is taken")
@@ -92,10 +98,6 @@ class Objective:
         trial.set_user_attr("parts", cfg.parts())  # the registered parts it uses, described, with their origins
         if cfg.plugins:
             trial.set_user_attr("plugins", {p: plugin_hash(p) for p in cfg.plugins})
-        if self.log:
-            trial.set_user_attr("log", self.log)
-        for key, value in (self.attrs or {}).items():
-            trial.set_user_attr(key, value)
         done = self._settled(trial.study, config_hash, trial.number)
         if done is not None and done.state == TrialState.FAIL:  # known to diverge: do not train it again
             trial.set_user_attr("duplicate_of", done.number)

@@ -13,6 +13,8 @@ import pytest
 
 from lclab.search_space.space import load_space
 from lclab.search_space.local import run_sweep, worker
+from lclab.search_space.objective import Objective
+from lclab.search_space.study import open_study
 from tests.services import fresh_database, postgres_url  # noqa: F401  (fixture)
 from lclab.testing import MINI_BASE, mini_space
 from lclab.trials.db import load_frame, open_storage, storage_url, tokens_spent
@@ -47,6 +49,21 @@ def test_sweep_stores_every_trial_with_provenance_and_resumes_as_the_same_study(
     assert fast[cols].reset_index(drop=True).equals(api.sort_values("number")[cols].reset_index(drop=True))
     run_sweep(space, tmp_path / "lab", workers=1)  # the same command again: the study is already at its target
     assert len(optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab")).trials) == 8
+
+
+def test_a_trial_drawn_after_the_grid_ran_out_still_names_the_job_that_drew_it(tmp_path):
+    # two workers racing for a grid's last point: the loser's fresh trial is surplus and never trains, but it is a
+    # row of the study like any other and must say which Slurm job and log it came from
+    space = load_space(mini_space(tmp_path, seeds=[0]))
+    study = open_study(space, tmp_path / "lab")
+    for _ in range(4):  # every enumerated point claimed
+        assert study.ask().user_attrs
+    fresh = study.ask()
+    assert not fresh.user_attrs
+    identity = {"slurm_job_id": "7", "node": "node-a"}
+    with pytest.raises(optuna.TrialPruned, match="surplus"):
+        Objective(space, tmp_path / "lab", "slurm-7.out", identity)(fresh)
+    assert fresh.user_attrs == {"surplus": True, "log": "slurm-7.out", **identity}
 
 
 def test_a_changed_space_is_refused_for_the_same_study(tmp_path):
