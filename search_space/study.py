@@ -193,10 +193,15 @@ def eta_s(study: optuna.Study, target: int, workers: int) -> float | None:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state, with INFEASIBLE (points that break a constraint: recorded as pruned, never trained) apart."""
+    """Trials by state, with INFEASIBLE (points that break a constraint: recorded as pruned, never trained) apart,
+    and SURPLUS (samples two workers drew racing for an enumerated space's last point: pruned, never trained, no
+    point of the design) apart where there are any."""
     out = {s.name: 0 for s in TrialState} | {"INFEASIBLE": 0}
     for t in study.get_trials(deepcopy=False):
-        out["INFEASIBLE" if t.state == TrialState.PRUNED and "infeasible" in t.user_attrs else t.state.name] += 1
+        state = t.state.name
+        if t.state == TrialState.PRUNED and {"infeasible", "surplus"} & set(t.user_attrs):
+            state = "INFEASIBLE" if "infeasible" in t.user_attrs else "SURPLUS"
+        out[state] = out.get(state, 0) + 1
     return out
 
 

@@ -142,8 +142,9 @@ def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | 
         frame, names = _frame_from_api(storage, studies)
     if not frame.empty and "value_0" in frame:
         frame = frame.rename(columns={"value_0": "value"})
-    if not frame.empty and "infeasible" in frame:  # recorded as pruned by Optuna, but never trained: say so
-        frame.loc[(frame.state == "PRUNED") & frame["infeasible"].notna(), "state"] = "INFEASIBLE"
+    for never_trained in ("infeasible", "surplus"):  # recorded as pruned by Optuna, but never trained: say so
+        if not frame.empty and never_trained in frame:
+            frame.loc[(frame.state == "PRUNED") & frame[never_trained].notna(), "state"] = never_trained.upper()
     if not frame.empty and "scientific_key" in frame and "value" in frame:
         frame["nuisance_best"] = _nuisance_best(frame, storage, names)
     return frame

@@ -14,7 +14,7 @@ import pytest
 from lclab.search_space.space import load_space
 from lclab.search_space.local import run_sweep, worker
 from lclab.search_space.objective import Objective
-from lclab.search_space.study import open_study
+from lclab.search_space.study import counts, open_study
 from tests.services import fresh_database, postgres_url  # noqa: F401  (fixture)
 from lclab.testing import MINI_BASE, mini_space
 from lclab.trials.db import load_frame, open_storage, storage_url, tokens_spent
@@ -64,6 +64,11 @@ def test_a_trial_drawn_after_the_grid_ran_out_still_names_the_job_that_drew_it(t
     with pytest.raises(optuna.TrialPruned, match="surplus"):
         Objective(space, tmp_path / "lab", "slurm-7.out", identity)(fresh)
     assert fresh.user_attrs == {"surplus": True, "log": "slurm-7.out", **identity}
+    # and it is not counted or shown as a pruned trial: no pruner stopped anything
+    study.tell(fresh, state=optuna.trial.TrialState.PRUNED)
+    assert counts(study)["SURPLUS"] == 1 and counts(study)["PRUNED"] == 0
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert frame.set_index("number").state[fresh.number] == "SURPLUS" and (frame.state != "PRUNED").all()
 
 
 def test_a_changed_space_is_refused_for_the_same_study(tmp_path):
