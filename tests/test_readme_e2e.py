@@ -46,6 +46,7 @@ def test_the_readme_main_command_from_a_fresh_clone(tmp_path):
     parquet = venv("lclab", "trials", "quickstart", "--format", "parquet", "-o", "q.parquet")
     assert parquet.returncode == 0 and (clone / "q.parquet").stat().st_size > 0, parquet.stderr
     trials = pd.read_parquet(clone / "q.parquet")
+    trials = trials[trials.state != "SURPLUS"]  # a sample drawn when the two workers raced for the grid's last point
     assert len(trials) == 10 and (trials.state == "COMPLETE").all()
     tiny_trials_use_their_context_against_an_honest_baseline(trials[trials["param.ratio"] == 4])
     # the plain install has no PostgreSQL driver: the message names the extra that brings it
