@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -10,12 +11,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-RESULTS = Path(__file__).parent / "results"
+# elsewhere on a machine whose files are fetched from one folder (benchmarks/mfu_offline.sh)
+RESULTS = Path(os.environ.get("LCLAB_BENCH_RESULTS") or Path(__file__).parent / "results")
 
 
 def machine() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
+    """Where a result came from. LCLAB_BENCH_COMMIT names the commit where the tree is a copy whose git HEAD is not
+    the code that ran (a GPU machine sent a copy of the working tree)."""
+    commit = os.environ.get("LCLAB_BENCH_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
     return {"host": platform.node(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "commit": commit}
 

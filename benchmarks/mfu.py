@@ -45,6 +45,7 @@ import torch._dynamo
 import torch.nn as nn
 import torch.nn.functional as F
 
+import lclab
 from _common import RESULTS, report
 from lclab.models import MODES
 from lclab.models.config import swiglu_hidden
@@ -363,7 +364,8 @@ def main() -> None:
     peak = a.peak_tflops or next((v for k, v in PEAKS if k in name), None)
     env = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
            "cudnn": torch.backends.cudnn.version() if gpu else None, "peak_bf16_tflops": peak,
-           "sms": torch.cuda.get_device_properties(0).multi_processor_count if gpu else None}
+           "sms": torch.cuda.get_device_properties(0).multi_processor_count if gpu else None,
+           "lclab": str(Path(lclab.__file__).parent)}  # the installed lclab that ran (a checkout's, or mfu_offline.sh's)
     cfg = load_config(a.config, [*a.overrides, "progress=false", "train.budget_tokens=null"])
     source = make_source(cfg.data)
     cfg = resolve_config(cfg, source)

@@ -1,5 +1,6 @@
 """The GPU benchmark's code path, run on CPU at the tiny config: what a user with a GPU runs must not crash there."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +11,20 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_the_mfu_benchmark_runs_end_to_end_and_reports_every_part(tmp_path):
-    name = f"mfu_test_{tmp_path.name}"
-    r = subprocess.run([sys.executable, "mfu.py", "--config", str(ROOT / "configs/trial/tiny.yaml"), "--steps", "3",
-                        "--repeats", "1", "--warmup", "1", "--reference-layers", "1", "--name", name],
-                       cwd=ROOT / "benchmarks", capture_output=True, text=True, timeout=900)  # the suite's cache (conftest)
-    out = ROOT / "benchmarks" / "results" / f"{name}.json"
-    try:
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        result = json.loads(out.read_text())
-    finally:
-        out.unlink(missing_ok=True)
+    # as a GPU machine without network runs it (benchmarks/mfu_offline.sh): lclab installed from a copy of the tree
+    # into a throwaway folder, every file in one results folder; here no wheel is missing
+    clone, out, wheels = tmp_path / "lclab", tmp_path / "out", tmp_path / "wheels"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    wheels.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # python3: this one
+    r = subprocess.run(["bash", "benchmarks/mfu_offline.sh", wheels, out, "abc1234", "--config", "configs/trial/tiny.yaml",
+                        "--steps", "3", "--repeats", "1", "--warmup", "1", "--reference-layers", "1", "--name", "mfu_cpu"],
+                       cwd=clone, env=env, capture_output=True, text=True, timeout=900)  # the suite's cache (conftest)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads((out / "mfu_cpu.json").read_text())
+    assert result["machine"]["commit"] == "abc1234" and "wrote" in (out / "mfu.log").read_text()
+    assert not (out / "mfu_cpu.partial.json").exists() and not list((clone / "benchmarks" / "results").glob("mfu_cpu*"))
+    assert not Path(result["env"]["lclab"]).is_relative_to(ROOT)  # the throwaway install, not this checkout's
     res = result["results"]
     assert res["mix"]["composition"] == {"compressed": 27, "full": 3, "none": 2}  # tiny: 10% raw, 5% no context, every step
     assert {"compressed", "full", "components", "lightning", "nanogpt", "gemm"} <= set(res)
