@@ -14,9 +14,9 @@ In one process on one device:
            compiled blocks do: both bare loops from the same weights over the same batches, against the gap between
            two plain runs (the GPU's own nondeterminism)
 
-Parts run in order of importance (mix, references, Lightning, profile, modes alone, xformers, variants), each
-guarded: one that fails is named under `errors` and the rest still run; NAME.partial.json is rewritten after each
-part, so a run cut short keeps what it measured (`--skip` leaves parts out).
+Parts run in order of importance (mix, references, Lightning, CUDA graphs, profile, modes alone, xformers, batch x2),
+each timed (`part_seconds`) and guarded: one that fails is named under `errors` and the rest still run;
+NAME.partial.json is rewritten after each part, so a run cut short keeps what it measured (`--skip` leaves parts out).
 
 Steps are timed with CUDA events recorded after every step and read once per repeat (no per-step sync), after a
 warm-up in which every shape has run and compiled (compile time reported apart); median and p10/p90 over `--repeats`
@@ -328,6 +328,7 @@ class Sections:
     def __init__(self, path: Path, payload: dict, skip: list[str]):
         self.path, self.payload, self.skip = path, payload, set(skip)
         payload.setdefault("errors", {})
+        payload.setdefault("part_seconds", {})
         payload["skipped"] = sorted(self.skip)
 
     def run(self, name: str, fn):
@@ -341,6 +342,7 @@ class Sections:
         except Exception as e:  # a benchmark keeps going: one part's failure is reported, not fatal
             traceback.print_exc()
             self.payload["errors"][name] = f"{type(e).__name__}: {e}"
+        self.payload["part_seconds"][name] = round(time.perf_counter() - started, 1)  # to plan a run inside a time limit
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.payload, indent=1, default=str))
 
@@ -422,6 +424,13 @@ def main() -> None:
         results[label] = light | {"over_bare": results[bare_label]["median_s"] / light["median_s"]}
 
     sections.run("lightning", lambda: lightning("lightning", "mix"))
+    if gpu and compile_:  # what would lift a launch-bound mix most (mfu_variants.json): CUDA graphs, and are they right
+        sections.run("cudagraphs", lambda: measure("mix, CUDA graphs", composition, BareTrial(
+            cfg, device, compile_, mode="reduce-overhead").time(composition, a.warmup, a.steps, a.repeats)))
+        sections.run("cudagraphs:lightning", lambda: lightning("lightning, CUDA graphs", "mix, CUDA graphs",
+                                                                ("train.compile=cudagraphs",)))
+        sections.run("cudagraphs:agreement", lambda: results.__setitem__(
+            "cudagraphs_agreement", graph_agreement(cfg, device, composition)))
     sections.run("components", lambda: results.__setitem__("components", component_profile(bare, composition)))
     for mode in composition:  # each mode alone on the whole batch: per-mode MFU and memory
         alone = {mode: t.batch_size}
@@ -432,20 +441,12 @@ def main() -> None:
             measure("mix, xformers", composition, BareTrial(xcfg, device, compile_).time(composition, a.warmup, a.steps,
                                                                                           a.repeats))
         sections.run("xformers", xformers)
-
-    # what would lift the mix, tried last: twice the rows per mode (launch-bound steps gain), CUDA graphs
-    if gpu and compile_:
+    if gpu and compile_:  # twice the rows per mode: a launch-bound step gains
         def doubled():
             c = dataclasses.replace(cfg, train=dataclasses.replace(t, batch_size=2 * t.batch_size))
             measure("mix, batch x2", c.train.composition(),
                     BareTrial(c, device, compile_).time(c.train.composition(), a.warmup, a.steps // 2, a.repeats), of=c)
         sections.run("batch x2", doubled)
-        sections.run("cudagraphs", lambda: measure("mix, CUDA graphs", composition, BareTrial(
-            cfg, device, compile_, mode="reduce-overhead").time(composition, a.warmup, a.steps, a.repeats)))
-        sections.run("cudagraphs:lightning", lambda: lightning("lightning, CUDA graphs", "mix, CUDA graphs",
-                                                                ("train.compile=cudagraphs",)))
-        sections.run("cudagraphs:agreement", lambda: results.__setitem__(
-            "cudagraphs_agreement", graph_agreement(cfg, device, composition)))
 
     rows = []
     for label in ["mix", *composition, "mix, xformers", "mix, batch x2", "mix, CUDA graphs"]:

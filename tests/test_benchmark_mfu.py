@@ -28,6 +28,7 @@ def test_the_mfu_benchmark_runs_end_to_end_and_reports_every_part(tmp_path):
     res = result["results"]
     assert res["mix"]["composition"] == {"compressed": 27, "full": 3, "none": 2}  # tiny: 10% raw, 5% no context, every step
     assert {"compressed", "full", "components", "lightning", "nanogpt", "gemm"} <= set(res)
+    assert {"mix", "references", "lightning", "components", "alone:full"} <= set(result["part_seconds"])  # to plan a GPU run
     assert res["mix"]["flops_per_step_causal_half"] < res["mix"]["flops_per_step"]
     assert res["mix"]["recompiles_while_timed"] == 0 and len(res["nanogpt"]) == 2
     assert set(res["components"]["forward_s"]) == {"encoder", "adapter", "decoder", "head"}
