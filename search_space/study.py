@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from lclab.errors import ConfigError
 from lclab.plugins import plugin_hash
-from lclab.trials.db import MAX_RETRIES, load_frame, open_storage, redact, storage_url
+from lclab.trials.db import MAX_RETRIES, NEVER_TRAINED, load_frame, open_storage, redact, storage_url
 from lclab.trials.optuna_internals import storage_of
 
 from .recovery import fail_stale
@@ -150,7 +150,14 @@ def trained(study: optuna.Study) -> int:
     """Trials that settled their configuration: completed, pruned by the pruner, or diverged (a result too).
     Infeasible points, crashes and workers that died (retried) do not count."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.FAIL))
-               if not {"infeasible", "surplus"} & set(t.user_attrs) and (t.state != TrialState.FAIL or diverged(t)))
+               if not never_trained(t) and (t.state != TrialState.FAIL or diverged(t)))
+
+
+def never_trained(trial) -> str | None:
+    """INFEASIBLE or SURPLUS for a trial pruned before it trained (`NEVER_TRAINED`), else None."""
+    if trial.state != TrialState.PRUNED:
+        return None
+    return next((attr.upper() for attr in NEVER_TRAINED if attr in trial.user_attrs), None)
 
 
 def requeue_crashed(study: optuna.Study, space: Space, force: bool = False) -> int:
@@ -198,9 +205,7 @@ def counts(study: optuna.Study) -> dict[str, int]:
     point of the design) apart where there are any."""
     out = {s.name: 0 for s in TrialState} | {"INFEASIBLE": 0}
     for t in study.get_trials(deepcopy=False):
-        state = t.state.name
-        if t.state == TrialState.PRUNED and {"infeasible", "surplus"} & set(t.user_attrs):
-            state = "INFEASIBLE" if "infeasible" in t.user_attrs else "SURPLUS"
+        state = never_trained(t) or t.state.name
         out[state] = out.get(state, 0) + 1
     return out
 

@@ -129,6 +129,11 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
 
 
+# a trial's user attribute that marks it pruned before it trained, shown as its own state (the attribute upper-cased):
+# a point that breaks a constraint, or a sample two workers drew racing for an enumerated space's last point
+NEVER_TRAINED = ("infeasible", "surplus")
+
+
 def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | None = None):
     """One row per trial of the given studies (all by default): state, objective values, params as
     `param.<axis>`, metrics as `<metric>` (e.g. `val/loss_compressed`), and system columns.
@@ -142,9 +147,9 @@ def load_frame(storage: str | optuna.storages.BaseStorage, studies: list[str] | 
         frame, names = _frame_from_api(storage, studies)
     if not frame.empty and "value_0" in frame:
         frame = frame.rename(columns={"value_0": "value"})
-    for never_trained in ("infeasible", "surplus"):  # recorded as pruned by Optuna, but never trained: say so
-        if not frame.empty and never_trained in frame:
-            frame.loc[(frame.state == "PRUNED") & frame[never_trained].notna(), "state"] = never_trained.upper()
+    for attr in NEVER_TRAINED:  # recorded as pruned by Optuna, but never trained: say so
+        if not frame.empty and attr in frame:
+            frame.loc[(frame.state == "PRUNED") & frame[attr].notna(), "state"] = attr.upper()
     if not frame.empty and "scientific_key" in frame and "value" in frame:
         frame["nuisance_best"] = _nuisance_best(frame, storage, names)
     return frame
