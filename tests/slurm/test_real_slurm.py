@@ -2,15 +2,18 @@
 preemption and time-limit requeue resuming the same trial, scontrol requeue, scancel, crashes, refusals.
 No mocking of submitit or of Slurm commands."""
 import dataclasses
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 
 from lclab.search_space.space import load_space
@@ -57,12 +60,12 @@ def wait_for(predicate, timeout=240, every=0.5):
     raise AssertionError(f"timed out after {timeout} s")
 
 
-VAL_EVERY = 1250
+VAL_EVERY = 500
 LONG_BASE = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 50, "val_every": VAL_EVERY}}
 TOKENS_PER_STEP = 8 * 32  # mini: batch 8, 16 + 16 tokens
 
 
-def long_space(tmp_path, name="long", steps=5000):
+def long_space(tmp_path, name="long", steps=4 * VAL_EVERY):
     """One configuration, one seed, long enough to be interrupted mid-trial; median pruner for intermediate values."""
     return mini_space(tmp_path, name=name, base=LONG_BASE, axes={"ratio": {"values": [4]}}, seeds=[0], n_trials=1,
                       budget={"steps": steps}, pruner={"name": "median", "n_startup_trials": 100})
@@ -89,10 +92,22 @@ def start_long_trial(profile, tmp_path):
     return space_path, lab, job, study
 
 
-def uninterrupted_metrics(tmp_path, study):
-    trial = study.trials[0]
-    cfg = config_from_dict({**trial.user_attrs["config"], "output_dir": str(tmp_path / "reference")})
-    return run_trial(cfg).metrics
+def _run_uninterrupted(config: dict, output_dir: str) -> dict:
+    torch.set_num_threads(1)  # as the job's worker (--threads 1)
+    return run_trial(config_from_dict({**config, "output_dir": output_dir})).metrics
+
+
+@pytest.fixture
+def meanwhile():
+    """A fresh process for a reference run while the job trains: the job takes one core and this test none, so the
+    test waits for the longer of the two instead of their sum."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def uninterrupted_metrics(meanwhile, tmp_path, study) -> Future:
+    """The same trial, run from start to end without an interruption (started now, in the `meanwhile` process)."""
+    return meanwhile.submit(_run_uninterrupted, study.trials[0].user_attrs["config"], str(tmp_path / "reference"))
 
 
 def test_a_sweep_runs_as_a_job_array_and_every_trial_records_its_job(slurm, tmp_path):
@@ -109,7 +124,7 @@ def test_a_sweep_runs_as_a_job_array_and_every_trial_records_its_job(slurm, tmp_
 
 def test_a_ddp_trial_over_two_slurm_tasks_is_preempted_and_resumes_the_same_trial_bit_identically(slurm, tmp_path):
     profile = dataclasses.replace(slurm, tasks_per_node=2)
-    space_path = long_space(tmp_path, steps=2 * VAL_EVERY)
+    space_path = long_space(tmp_path)
     lab = tmp_path / "lab"
     [job] = submit(load_space(space_path), lab, profile, jobs=1, threads=1)
     study = study_of(space_path, lab)
@@ -119,7 +134,7 @@ def test_a_ddp_trial_over_two_slurm_tasks_is_preempted_and_resumes_the_same_tria
     [trial] = study.get_trials(deepcopy=False)  # rank 1 never touched the study
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["devices"] == 2
     assert trial.user_attrs["preempted"] == 1 and trial.user_attrs["slurm_restarts"] == 1
-    assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2)]
+    assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2, 3, 4)]
     metrics = trial.user_attrs["metrics"]
     assert metrics["meta/resumed_from_step"] > 0 and metrics["sys/devices"] == 2
     (tmp_path / "reference").mkdir()
@@ -129,8 +144,9 @@ def test_a_ddp_trial_over_two_slurm_tasks_is_preempted_and_resumes_the_same_tria
 
 
 @pytest.mark.parametrize("timeout", [False, True], ids=["preempted", "timed_out"])
-def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(slurm, tmp_path, timeout):
+def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(slurm, tmp_path, timeout, meanwhile):
     space_path, lab, job, study = start_long_trial(slurm, tmp_path)
+    reference = uninterrupted_metrics(meanwhile, tmp_path, study)
     job._interrupt(timeout=timeout)  # what Slurm sends before preemption / the time limit (USR2)
     wait_for(lambda: study.get_trials(deepcopy=False)[0].state.is_finished())
     [trial] = study.get_trials(deepcopy=False)
@@ -139,7 +155,7 @@ def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(
     assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2, 3, 4)]  # kept across the requeue
     metrics = trial.user_attrs["metrics"]
     assert metrics["meta/resumed_from_step"] > 0
-    reference = uninterrupted_metrics(tmp_path, study)
+    reference = reference.result(timeout=600)
     for key in ("val/loss_compressed", "val/loss_full", "val/recon_acc", "train/steps"):
         assert metrics[key] == reference[key], key  # bit-identical on CPU
 
@@ -226,12 +242,14 @@ def test_asha_prunes_across_slurm_jobs_through_the_shared_storage(slurm, tmp_pat
 
 def test_a_job_reaching_its_real_time_limit_is_requeued_and_resumes_its_trial(slurm, tmp_path, monkeypatch):
     monkeypatch.setenv("LCLAB_GRACE_S", "30")  # longer than a requeue (~7 s): the requeued job resumes the trial itself
-    # Slurm sends USR2 `signal_delay_s` before the 2-minute limit (its timer is coarse, so the margin is wide);
-    # a requeued run is warned again after ~30 s here, so the trial may need several requeues to finish
+    # Slurm sends USR2 `signal_delay_s` before the 2-minute limit on a 30 s timer: measured, the first run is warned
+    # 28-46 s in (1,881 steps by then at 10 ms/step, 2,636 at 17 ms/step) and every requeued run at the next tick,
+    # ~20 s in, after ~1,000 more steps. 10000 steps outlast a first run warned late (46 s) at 2.6x the faster pace;
+    # 30 requeues are allowed because at 12000 steps the slower run used all 10 that were, with 184 steps left
     profile = tmp_path / "short.yaml"
     profile.write_text(yaml.safe_dump({"name": "short", "time_min": 2, "signal_delay_s": 70, "cpus_per_task": 1,
-                                       "max_requeues": 10}))
-    space_path = long_space(tmp_path, steps=12000)
+                                       "max_requeues": 30}))
+    space_path = long_space(tmp_path, steps=10000)
     lab = tmp_path / "lab"
     r = lclab("sweep", space_path, "--cluster", profile, "--jobs", "1", "--threads", "1", "--wait", "--lab", lab)
     # the job itself may end FAILED: a requeued run is warned again ~30 s in, which can hit it while it exits
