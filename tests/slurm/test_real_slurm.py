@@ -63,9 +63,11 @@ def wait_for(predicate, timeout=240, every=0.5):
 VAL_EVERY = 500
 LONG_BASE = {**MINI_BASE, "train": {**MINI_BASE["train"], "checkpoint_every": 50, "val_every": VAL_EVERY}}
 TOKENS_PER_STEP = 8 * 32  # mini: batch 8, 16 + 16 tokens
+LONG_STEPS = 4 * VAL_EVERY
+VALIDATED_AT = [VAL_EVERY * TOKENS_PER_STEP * k for k in range(1, LONG_STEPS // VAL_EVERY + 1)]  # a long trial's reports
 
 
-def long_space(tmp_path, name="long", steps=4 * VAL_EVERY):
+def long_space(tmp_path, name="long", steps=LONG_STEPS):
     """One configuration, one seed, long enough to be interrupted mid-trial; median pruner for intermediate values."""
     return mini_space(tmp_path, name=name, base=LONG_BASE, axes={"ratio": {"values": [4]}}, seeds=[0], n_trials=1,
                       budget={"steps": steps}, pruner={"name": "median", "n_startup_trials": 100})
@@ -134,7 +136,7 @@ def test_a_ddp_trial_over_two_slurm_tasks_is_preempted_and_resumes_the_same_tria
     [trial] = study.get_trials(deepcopy=False)  # rank 1 never touched the study
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["devices"] == 2
     assert trial.user_attrs["preempted"] == 1 and trial.user_attrs["slurm_restarts"] == 1
-    assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2, 3, 4)]
+    assert sorted(trial.intermediate_values) == VALIDATED_AT
     metrics = trial.user_attrs["metrics"]
     assert metrics["meta/resumed_from_step"] > 0 and metrics["sys/devices"] == 2
     (tmp_path / "reference").mkdir()
@@ -152,7 +154,7 @@ def test_preemption_requeues_the_job_and_resumes_the_same_trial_bit_identically(
     [trial] = study.get_trials(deepcopy=False)
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.user_attrs["preempted"] == 1 and trial.user_attrs["slurm_restarts"] == 1
-    assert sorted(trial.intermediate_values) == [VAL_EVERY * TOKENS_PER_STEP * k for k in (1, 2, 3, 4)]  # kept across the requeue
+    assert sorted(trial.intermediate_values) == VALIDATED_AT  # kept across the requeue
     metrics = trial.user_attrs["metrics"]
     assert metrics["meta/resumed_from_step"] > 0
     reference = reference.result(timeout=600)
@@ -252,7 +254,7 @@ def test_a_job_reaching_its_real_time_limit_is_requeued_and_resumes_its_trial(sl
     space_path = long_space(tmp_path, steps=10000)
     lab = tmp_path / "lab"
     r = lclab("sweep", space_path, "--cluster", profile, "--jobs", "1", "--threads", "1", "--wait", "--lab", lab)
-    # the job itself may end FAILED: a requeued run is warned again ~30 s in, which can hit it while it exits
+    # the job itself may end FAILED: a requeued run is warned again ~20 s in, which can hit it while it exits
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     [trial] = study_of(space_path, lab).get_trials(deepcopy=False)
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["slurm_restarts"] >= 1
