@@ -65,10 +65,12 @@ def train(
     output_dir: Optional[str] = typer.Option(None, help="where run directories go (default: the config's output_dir)"),
 ):
     """Run one pretraining trial and print every metric."""
-    from lclab.trials import load_config, run_trial
+    from lclab.trials import load_config
 
     overrides = list(set_ or []) + ([f"output_dir={output_dir}"] if output_dir else [])
     cfg = load_config(config, overrides)
+    from lclab.trials import run_trial  # Lightning's import (~5 s) only once the config is known to be good
+
     try:
         result = run_trial(cfg, resume=resume)
     except ConfigError as err:  # found while loading data: still the config file's fault
@@ -129,11 +131,12 @@ def sweep(
     from rich.console import Group
     from rich.live import Live
 
-    from lclab.search_space.local import run_sweep
     from lclab.search_space.space import load_space
+
+    spec = load_space(space, storage)  # a bad space is refused before the sweep machinery is imported
+    from lclab.search_space.local import run_sweep
     from lclab.search_space.study import counts, eta_s, target_trials, trained
 
-    spec = load_space(space, storage)
     if cluster:
         _cluster_sweep(spec, lab, cluster, jobs, threads, wait, retry_failed)
         return

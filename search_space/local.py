@@ -17,7 +17,6 @@ from lclab.errors import DivergedError, SweepError
 from lclab.workers import context, start
 from lclab.trials.db import GRACE_S, HEARTBEAT_S
 
-from .objective import Objective
 from .recovery import fail_stale
 from .space import Space, load_space
 from .study import ENUMERATED, StopAt, open_study, replicate_top, requeue_crashed, target_trials, unfinished
@@ -84,6 +83,8 @@ def worker(space_path: str, lab_dir: str, threads: int, log: str | None = None, 
 
 def _work(space_path: str, lab_dir: str, threads: int, log: str | None, storage: str | None) -> None:
     import torch
+
+    from .objective import Objective  # Lightning: the workers' (preloaded by their fork server), not the parent's
 
     if log:  # a worker's output (Lightning, tracebacks) goes to its own file, not over the live display
         try:

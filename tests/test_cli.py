@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 TINY = ROOT / "configs" / "trial" / "tiny.yaml"
-FAST = ["--set", "train.steps=3", "--set", "data.val_examples=8", "--set", "progress=false"]
+FAST = ["--set", "train.steps=3", "--set", "train.warm_steps=3", "--set", "data.val_examples=8", "--set", "progress=false"]
 
 
 def lclab(*args, cwd=None):
