@@ -18,7 +18,8 @@ def test_the_mfu_benchmark_runs_end_to_end_and_reports_every_part(tmp_path):
     wheels.mkdir()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # python3: this one
     r = subprocess.run(["bash", "benchmarks/mfu_offline.sh", wheels, out, "abc1234", "--config", "configs/trial/tiny.yaml",
-                        "--steps", "3", "--repeats", "1", "--warmup", "1", "--reference-layers", "1", "--name", "mfu_cpu"],
+                        "--steps", "3", "--repeats", "1", "--warmup", "1", "--reference-layers", "1", "--name", "mfu_cpu",
+                        "--set", "train.warm_steps=3"],
                        cwd=clone, env=env, capture_output=True, text=True, timeout=900)  # the suite's cache (conftest)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads((out / "mfu_cpu.json").read_text())
@@ -86,7 +87,7 @@ def test_the_cuda_graph_agreement_check_runs_and_finds_a_deterministic_cpu_run_i
     from lclab.trials.data import make_source
     from lclab.trials.run import resolve_config
 
-    cfg = small_trial(tmp_path, train={"steps": 3, "full_context_share": 0.3, "reconstruction_share": 0.2})
+    cfg = small_trial(tmp_path, train={"steps": 3})
     cfg = resolve_config(cfg, make_source(cfg.data))
     result = graph_agreement(cfg, torch.device("cpu"), cfg.train.composition(), steps=3)
     assert result == {"steps": 3, "plain_vs_plain": {"loss": 0.0, "weights": 0.0},
