@@ -87,3 +87,27 @@ def test_read_only_commands_load_neither_torch_nor_lightning(tmp_path, command):
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "LOADED [] []", out.stdout[-500:]
+
+
+REFUSED = """
+import runpy, sys
+sys.argv = ["lclab", *sys.argv[1:]]
+try:
+    runpy.run_module("lclab", run_name="__main__")
+except SystemExit as exit:
+    assert exit.code == 2, exit.code
+import lclab.search_space.local  # what a local sweep's parent process runs
+print("LIGHTNING", "lightning" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_a_refused_config_or_space_and_a_sweeps_parent_never_load_lightning(tmp_path, command):
+    """Lightning takes ~5 s to import: a bad trial config or space is refused before it, and a local sweep's parent
+    never loads it (its workers do, from their fork server)."""
+    (tmp_path / "bad.yaml").write_text("model:\n  poolng: mean\n")
+    bad = {"train": tmp_path / "bad.yaml", "sweep": ROOT / "tests/search_space/bad_spaces/bad_kind.yaml"}[command]
+    out = subprocess.run([sys.executable, "-c", REFUSED, command, str(bad)], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""}, timeout=300)
+    assert out.returncode == 0 and "Fix:" in out.stderr, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "LIGHTNING False", out.stdout[-500:]
