@@ -250,12 +250,10 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     from .registry import PRUNERS, SAMPLERS
 
     path = Path(path)
-    if not path.is_file():
-        raise SpaceError("<space>", f"space file {path} does not exist", "pass a YAML file, e.g. search_space/presets/quickstart.yaml")
     try:
-        text = read_text(path, "<space>")
+        text = read_text(path, "<space>", "space file", "pass a YAML file, e.g. search_space/presets/quickstart.yaml")
     except ConfigError as err:
-        raise SpaceError(err.field, err.problem, err.fix, str(path)) from None
+        raise SpaceError(err.field, err.problem, err.fix) from None
     try:
         data, lines = yaml.safe_load(text), _lines(yaml.compose(text))
     except yaml.YAMLError as err:
@@ -334,9 +332,10 @@ def _load_base(base, path: Path, stub: Space) -> dict:
     base file (with its line), never blamed on the axis that happens to be checked next."""
     if isinstance(base, str):
         file = (path.parent / base).resolve()
-        if not file.is_file():
-            raise stub.error("base", f"base config {file} does not exist", "give a path relative to the space file")
-        text = read_text(file, "base")
+        try:
+            text = read_text(file, "base", "base config", "give a path relative to the space file")
+        except ConfigError as err:
+            raise stub.error("base", err.problem, err.fix) from None
         try:
             data, lines = yaml.safe_load(text) or {}, _lines(yaml.compose(text))
         except yaml.YAMLError as err:

@@ -61,6 +61,26 @@ def test_missing_config_file(tmp_path):
     assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("kind", ["missing", "directory", "device"])
+def test_a_path_that_is_no_yaml_file_is_named_for_what_it_is(tmp_path, kind):
+    from lclab.errors import ConfigError
+    from lclab.search_space.space import load_space
+    from lclab.trials.config import load_config
+
+    (tmp_path / "dir.yaml").mkdir()
+    path, expected = {"missing": (tmp_path / "nope.yaml", "does not exist"),
+                      "directory": (tmp_path / "dir.yaml", "is a directory, not a file"),
+                      "device": (Path(os.devnull), "is not a regular file")}[kind]
+    quickstart = (ROOT / "search_space" / "presets" / "quickstart.yaml").read_text()
+    base_space = write(tmp_path, quickstart.replace("base: ../../configs/trial/tiny.yaml", f"base: {path}"), "space.yaml")
+    for load, target, field in ((load_config, path, "<config>"), (load_space, path, "<space>"), (load_space, base_space, "base")):
+        with pytest.raises(ConfigError) as err:
+            load(target)
+        assert err.value.field == field and expected in err.value.problem and str(path) in err.value.problem, err.value
+    out = lclab("train", path)  # and the command line shows it as one paragraph
+    assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_train_prints_the_summary_table(tmp_path):
     out = lclab("train", TINY, *FAST, "--output-dir", tmp_path)
     assert out.returncode == 0, out.stderr

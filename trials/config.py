@@ -203,19 +203,28 @@ def apply_override(data: dict, assignment: str) -> None:
         raise ConfigError(key, f"value {raw!r} is not valid YAML ({err})", "quote strings, use plain numbers") from None
 
 
-def read_text(path: Path, field: str = "<config>") -> str:
-    """A YAML file's text; a binary file (a checkpoint, a parquet file passed by mistake) is a user error."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(field, f"{path} is not a text file (byte {err.start} is not UTF-8); it looks like a binary file",
-                          "pass a YAML file, e.g. configs/trial/tiny.yaml", str(path)) from None
+def read_text(path: Path, field: str = "<config>", what: str = "config file",
+              fix: str = "pass a YAML file, e.g. configs/trial/tiny.yaml") -> str:
+    """A YAML file's text. Each way a path can fail to be one (missing, a directory, a device or pipe, unreadable,
+    binary: a checkpoint or parquet file passed by mistake) is a user error that says which."""
+    if not path.exists():
+        problem = f"{what} {path} does not exist"
+    elif path.is_dir():
+        problem = f"{what} {path} is a directory, not a file"
+    elif not path.is_file():
+        problem = f"{what} {path} is not a regular file (a device, pipe or socket)"
+    else:
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            problem = f"{what} {path} is not a text file (byte {err.start} is not UTF-8); it looks like a binary file"
+        except OSError as err:
+            problem = f"{what} {path} cannot be read ({err.strerror or err})"
+    raise ConfigError(field, problem, fix)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrialConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("<config>", f"config file {path} does not exist", "pass a YAML file, e.g. configs/trial/tiny.yaml")
     text = read_text(path)
     try:
         data = yaml.safe_load(text) or {}
