@@ -18,6 +18,7 @@ from lclab.analysis import plots
 from lclab.analysis.analyze import StudyAnalysis, analyze, scaling
 from lclab.analysis.load import Lab
 from lclab.analysis.pareto import COSTS
+from lclab.errors import make_folder
 from lclab.trials.db import tokens_spent
 
 APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "learned", "duration_s", "train/tokens_seen", "fail_reason",
@@ -34,7 +35,7 @@ def build(lab: Lab, studies: list[str], out: Path, objective: int = 0, target_fl
         blocks += _study_blocks(lab, a)
     blocks += _scaling_blocks(scale, analyses[0].metric)
     blocks += _appendix(lab, studies)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "-o", "name a folder for the report, e.g. reports/quickstart")
     paths = {"html": out / "report.html", "markdown": out / "report.md", "principles": out / "principles.json"}
     if any(a.recipes for a in analyses):
         paths["recipe"] = out / "recipe.yaml"

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape  # user text (URLs, fixes like 'lclab[postgres]') is never rich markup
 from rich.table import Table
 
-from lclab.errors import ConfigError, DivergedError, SweepError
+from lclab.errors import ConfigError, DivergedError, SweepError, make_folder
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Architecture search for encoder-decoder context compressors (LCLMs).")
@@ -357,29 +357,37 @@ def trials(
         except ExpressionError as err:
             raise ConfigError("--where", str(err), f"use columns of the study: {', '.join(sorted(set(short.values())))}")
         frame = frame[keep]
-    if sort:
-        frame = frame.sort_values(sort.lstrip("-"), ascending=not sort.startswith("-"))
-    if columns:
-        wanted = [c.strip() for c in columns.split(",")]
-        missing = [c for c in wanted if c not in frame.columns and f"param.{c}" not in frame.columns]
+
+    def named(option: str, names: list[str]) -> list[str]:  # a column by its name, an axis also without "param."
+        missing = [c for c in names if c not in frame.columns and f"param.{c}" not in frame.columns]
         if missing:
-            raise ConfigError("--columns", f"unknown column(s) {missing}", f"use some of {sorted(frame.columns)}")
-        frame = frame[[c if c in frame.columns else f"param.{c}" for c in wanted]]
+            raise ConfigError(option, f"unknown column(s) {missing}", f"use some of {sorted(frame.columns)}")
+        return [c if c in frame.columns else f"param.{c}" for c in names]
+
+    if sort:
+        frame = frame.sort_values(named("--sort", [sort.lstrip("-")]), ascending=not sort.startswith("-"))
+    if columns:
+        frame = frame[named("--columns", [c.strip() for c in columns.split(",")])]
     if limit:
         frame = frame.head(limit)
     if format not in ("table", "csv", "json", "parquet"):
         raise ConfigError("--format", f"unknown format '{format}'", "use table, csv, json or parquet")
-    if format == "parquet":
-        if output is None:
-            raise ConfigError("--format", "parquet needs a file", "add -o trials.parquet")
-        frame.to_parquet(output)
-        return
-    text = {"csv": lambda: frame.to_csv(index=False), "json": lambda: frame.to_json(orient="records", indent=1),
-            "table": lambda: frame.to_string(index=False)}[format]()
-    if output:
-        output.write_text(text)
-    else:
+    if format == "parquet" and output is None:
+        raise ConfigError("--format", "parquet needs a file", "add -o trials.parquet")
+    text = None if format == "parquet" else {
+        "csv": lambda: frame.to_csv(index=False), "json": lambda: frame.to_json(orient="records", indent=1),
+        "table": lambda: frame.to_string(index=False)}[format]()
+    if output is None:
         console.print(text, highlight=False, soft_wrap=True)
+        return
+    fix = f"name a file in a folder you can write to, e.g. -o trials.{format if format != 'table' else 'txt'}"
+    if output.is_dir():
+        raise ConfigError("-o", f"{output} is a folder", fix)
+    make_folder(output.parent, "-o", fix)
+    try:
+        frame.to_parquet(output) if text is None else output.write_text(text)
+    except OSError as err:
+        raise ConfigError("-o", f"cannot write {output} ({err.strerror or err})", fix) from None
 
 
 @app.command()

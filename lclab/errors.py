@@ -3,7 +3,9 @@
 The CLI turns each into one paragraph and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DivergedError", "SweepError"]
+from pathlib import Path
+
+__all__ = ["ConfigError", "DivergedError", "SweepError", "make_folder"]
 
 
 class ConfigError(ValueError):
@@ -22,6 +24,20 @@ class ConfigError(ValueError):
 
     def located(self, source: str) -> "ConfigError":
         return type(self)(self.field, self.problem, self.fix, source)
+
+
+def make_folder(path: Path, field: str, fix: str) -> Path:
+    """`mkdir -p` for a folder the user named (a lab, a run's output, a report): a path that cannot be one (a file in the
+    way, no permission, a full disk) is theirs to fix, said in one line."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        problem = (f"{path} is a file, not a folder" if blocker == path else
+                   f"{blocker} is a file, so the folder {path} cannot be made" if blocker else
+                   f"cannot create the folder {path} ({err.strerror or err})")
+        raise ConfigError(field, problem, fix) from None
+    return path
 
 
 class DivergedError(RuntimeError):

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from lclab.errors import DivergedError, SweepError
+from lclab.errors import DivergedError, SweepError, make_folder
 from lclab.workers import context, start
 from lclab.trials.db import GRACE_S, HEARTBEAT_S
 
@@ -35,7 +35,7 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     The exit tells the truth: a worker killed from outside whose trial was then finished elsewhere is a note
     (`on_note`), not a failure; a trial left RUNNING by a dead worker (a re-run inside the heartbeat grace) is waited
     for until it can be resumed, and resumed; work still left at the end is a SweepError that says what and why."""
-    lab_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(lab_dir, "--lab", "point --lab at a folder you can write to (default: ./lab)")
     study = open_study(space, lab_dir)
     requeued = requeue_crashed(study, space, retry_failed)
     if requeued and on_note:

@@ -81,6 +81,19 @@ def test_a_path_that_is_no_yaml_file_is_named_for_what_it_is(tmp_path, kind):
     assert out.returncode == 2 and expected in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 
+def test_a_file_where_a_lab_or_run_folder_should_be_is_named(tmp_path):
+    blocker = write(tmp_path, "mine\n", "notes.txt")
+    space = ROOT / "search_space" / "presets" / "quickstart.yaml"
+    for args, field in ((["train", TINY, *FAST, "--output-dir", blocker], "output_dir"),
+                        (["sweep", space, "--lab", blocker], "--lab"),
+                        (["sweep", space, "--storage", blocker / "lab.db"], "storage")):
+        out = lclab(*args)
+        message = " ".join(out.stderr.split())
+        assert out.returncode == 2 and f"field '{field}': {blocker} is a file" in message, out.stderr
+        assert "Traceback" not in out.stderr
+    assert blocker.read_text() == "mine\n"
+
+
 def test_train_prints_the_summary_table(tmp_path):
     out = lclab("train", TINY, *FAST, "--output-dir", tmp_path)
     assert out.returncode == 0, out.stderr

@@ -49,11 +49,25 @@ def test_trials_where_sort_columns_and_formats(lab, tmp_path):
     (["trials", "mini", "--where", "poolng == 'mean'"], "unknown name 'poolng'"),
     (["trials", "mini", "--where", "__import__('os')"], "do not allow"),
     (["trials", "mini", "--columns", "nothing"], "unknown column"),
+    (["trials", "mini", "--sort", "-nothing"], "unknown column"),
     (["trials", "mini", "--format", "xml"], "unknown format"),
 ])
 def test_bad_queries_are_clear_errors(lab, args, message):
     out = lclab(*args, "--lab", lab)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_outputs_go_into_new_folders_and_a_file_in_the_way_is_named(lab, tmp_path):
+    out = lclab("trials", "mini", "--lab", lab, "--sort", "ratio", "--format", "csv", "-o", tmp_path / "new" / "t.csv")
+    assert out.returncode == 0 and pd.read_csv(tmp_path / "new" / "t.csv")["param.ratio"].is_monotonic_increasing
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine\n")
+    for args, message in ((["trials", "mini", "--format", "csv", "-o", blocker / "t.csv"], f"{blocker} is a file, not a folder"),
+                          (["trials", "mini", "--format", "csv", "-o", tmp_path], f"{tmp_path} is a folder"),
+                          (["report", "mini", "-o", blocker], f"{blocker} is a file, not a folder")):
+        out = lclab(*args, "--lab", lab)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert blocker.read_text() == "mine\n"
 
 
 def test_load_frame_reads_a_bare_path_by_its_suffix(lab, tmp_path):

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 
-from lclab.errors import ConfigError
+from lclab.errors import ConfigError, make_folder
 from lclab.models import ARCHITECTURE_VERSION, MODES, ModelConfig, flops_per_token, forward_flops, param_counts
 from lclab.models.attention import resolve
 
@@ -177,7 +177,7 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
     steps = budget_steps(cfg)
     run_dir = Path(cfg.output_dir) / f"{cfg.name}-{cfg.hash()[:8]}"
     ckpt_dir = run_dir / "checkpoints"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(run_dir, "output_dir", "point output_dir (--output-dir) at a folder you can write to")
     if is_leader():
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
