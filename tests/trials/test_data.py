@@ -115,6 +115,25 @@ def test_missing_data_file_names_the_field(tmp_path):
         make_source(d)
 
 
+BAD_FILES = {  # name: (bytes, the field blamed, what the message says)
+    "empty.txt": (b"", "data.path", "are empty"),
+    "binary.txt": (b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe", "data.path", "as text (UnicodeDecodeError"),
+    "broken.jsonl": (b'{"text": "a"}\n{broken\n', "data.path", "as json (ArrowInvalid: JSON parse error"),
+    "ckpt.parquet": (b"PK\x03\x04 not parquet", "data.path", "as parquet (ArrowInvalid"),
+    "numbers.jsonl": (b"".join(b'{"text": %d}\n' % i for i in range(1, 40)), "data.text_field", "holds int values (1)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_a_data_file_that_is_not_what_its_suffix_says_names_the_field_and_the_cause(tmp_path, name):
+    content, field, message = BAD_FILES[name]
+    (tmp_path / name).write_bytes(content)
+    d = small_trial(tmp_path, data={"source": "files", "path": [str(tmp_path / name)], "tokenizer": "byte"}).data
+    with pytest.raises(ConfigError) as err:
+        make_source(d)
+    assert err.value.field == field and message in err.value.problem, err.value
+
+
 TRAIN_ONE = """
 import sys, time
 from pathlib import Path

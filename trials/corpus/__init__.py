@@ -67,8 +67,22 @@ def _load_local(files: list[Path], d: DataConfig):
     if None in kinds or len(kinds) != 1:
         raise ConfigError("data.path", f"cannot read {[f.name for f in files]} as one corpus",
                           "use files of one kind: .txt, .jsonl/.json(.gz) or .parquet")
+    kind, names = kinds.pop(), [str(f) for f in files]
+    if all(f.stat().st_size == 0 for f in files):
+        raise ConfigError("data.path", f"data file(s) {', '.join(names)} are empty", "point data.path at files with text in them")
     datasets.disable_progress_bars()
-    return datasets.load_dataset(kinds.pop(), data_files=[str(f) for f in files], split="train"), _file_fingerprint(files)
+    quiet = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its reader logs the parse error this error names
+    try:
+        return datasets.load_dataset(kind, data_files=names, split="train"), _file_fingerprint(files)
+    except Exception as err:  # noqa: BLE001  datasets wraps any reader's failure (not UTF-8, bad JSON, not parquet)
+        cause = err.__cause__ or err
+        detail = str(cause).splitlines()[0][:200] if str(cause) else "no rows"
+        raise ConfigError("data.path", f"cannot read {', '.join(names)} as {kind} ({type(cause).__name__}: {detail})",
+                          {"text": "use UTF-8 text files", "json": "use JSON Lines: one JSON object per line",
+                           "parquet": "use parquet files written by pandas, pyarrow or datasets"}[kind]) from None
+    finally:
+        datasets.logging.set_verbosity(quiet)
 
 
 def _load_hub(d: DataConfig):
@@ -93,12 +107,16 @@ def load_corpus(d: DataConfig) -> Corpus:
     if d.text_field not in ds.column_names:
         raise ConfigError("data.text_field", f"column '{d.text_field}' not in {ds.column_names}", "set data.text_field to the text column")
     texts = [t for t in ds[d.text_field] if t]
+    other = next((t for t in texts if not isinstance(t, str)), None)
+    if other is not None:
+        raise ConfigError("data.text_field", f"column '{d.text_field}' holds {type(other).__name__} values ({other!r:.40}), not text",
+                          "set data.text_field to a column of strings")
     # a document goes to validation by a hash of its index: stable, and independent of the trial seed
     is_val = [zlib.crc32(str(i).encode()) % 10_000 < d.val_fraction * 10_000 for i in range(len(texts))]
     train = [t for t, v in zip(texts, is_val) if not v]
     val = [t for t, v in zip(texts, is_val) if v]
     if not train or not val:
-        raise ConfigError("data.val_fraction", f"{len(texts)} documents leave an empty train or validation split",
+        raise ConfigError("data.val_fraction", f"{len(texts)} document(s) leave an empty train or validation split",
                           "add documents or change data.val_fraction")
     return Corpus(train, val, f"{fingerprint}-{d.text_field}-{d.val_fraction}")
 
