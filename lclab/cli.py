@@ -113,16 +113,16 @@ def version():
 @user_errors
 def sweep(
     space: Path = typer.Argument(..., help="a space file, e.g. search_space/presets/quickstart.yaml"),
-    workers: int = typer.Option(1, help="local worker processes sharing the study"),
+    workers: int = typer.Option(1, min=1, help="local worker processes sharing the study"),
     lab: Path = typer.Option(Path("lab"), help="lab directory: lab.db, runs/, caches"),
     storage: Optional[str] = typer.Option(None, help="trial database URL or path, replacing the space's `storage:` "
                                                      "(default: LAB/lab.db)"),
-    replicate_top: Optional[int] = typer.Option(None, help="re-run the best K configurations with --seeds new seeds"),
-    seeds: int = typer.Option(2, help="new seeds per configuration for --replicate-top"),
+    replicate_top: Optional[int] = typer.Option(None, min=1, help="re-run the best K configurations with --seeds new seeds"),
+    seeds: int = typer.Option(2, min=1, help="new seeds per configuration for --replicate-top"),
     cluster: Optional[str] = typer.Option(None, help="run workers through submitit: a profile (slurm/profiles/NAME.yaml "
                                                      "or a path), or `local` / `debug`"),
-    jobs: int = typer.Option(1, help="with --cluster: workers in the job array"),
-    threads: int = typer.Option(0, help="with --cluster: CPU threads per worker (0: the profile's cpus_per_task)"),
+    jobs: int = typer.Option(1, min=1, help="with --cluster: workers in the job array"),
+    threads: int = typer.Option(0, min=0, help="with --cluster: CPU threads per worker (0: the profile's cpus_per_task)"),
     wait: bool = typer.Option(False, help="with --cluster slurm: follow the sweep until it is done"),
     retry_failed: bool = typer.Option(False, help="queue again every grid/ablation point whose trials crashed, even "
                                                   "past the retry cap (once the cause is fixed)"),
@@ -340,7 +340,7 @@ def trials(
     where: Optional[str] = typer.Option(None, help="e.g. \"pooling == 'mean' and state == 'COMPLETE'\""),
     sort: Optional[str] = typer.Option(None, help="column to sort by (prefix - for descending)"),
     columns: Optional[str] = typer.Option(None, help="comma-separated columns"),
-    limit: Optional[int] = typer.Option(None),
+    limit: Optional[int] = typer.Option(None, min=1),
     format: str = typer.Option("table", help="table | csv | json | parquet"),
     output: Optional[Path] = typer.Option(None, "-o", help="write to a file instead of the terminal"),
 ):
@@ -397,7 +397,7 @@ def report(
     output: Path = typer.Option(..., "-o", help="report folder, e.g. reports/quickstart"),
     lab: Path = typer.Option(Path("lab")),
     storage: Optional[str] = typer.Option(None, help="URL or path (default: LAB/lab.db)"),
-    objective: int = typer.Option(0, help="which objective of a multi-objective study"),
+    objective: int = typer.Option(0, min=0, help="which objective of a multi-objective study"),
     target_flops: Optional[float] = typer.Option(None, help="extrapolate the scaling fits to this training compute"),
     min_effect: Optional[float] = typer.Option(None, help="smallest effect of interest for null results (default: seed sd)"),
     include_unlearned: bool = typer.Option(False, help="keep trials that did not learn (at chance, or no better than no "
@@ -408,6 +408,9 @@ def report(
     from lclab.analysis.report import build
     from lclab.trials.db import storage_url
 
+    for option, value in (("--target-flops", target_flops), ("--min-effect", min_effect)):
+        if value is not None and not value > 0:
+            raise ConfigError(option, f"{value} is not a positive number", f"give {option} a value above 0, or leave it out")
     started = time.perf_counter()
     with console.status("analysing trials"):
         lab_data = load(storage_url(storage, lab), studies)

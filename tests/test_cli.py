@@ -94,6 +94,16 @@ def test_a_file_where_a_lab_or_run_folder_should_be_is_named(tmp_path):
     assert blocker.read_text() == "mine\n"
 
 
+@pytest.mark.parametrize("option,value", [("--workers", "0"), ("--jobs", "0"), ("--threads", "-1"), ("--replicate-top", "0"),
+                                          ("--seeds", "0")])
+def test_a_sweep_count_out_of_range_is_refused_before_anything_runs(tmp_path, option, value):
+    space = ROOT / "search_space" / "presets" / "quickstart.yaml"
+    out = lclab("sweep", space, "--lab", tmp_path / "lab", option, value)
+    message = " ".join(out.stderr.split())
+    assert out.returncode == 2 and f"Invalid value for '{option}'" in message and "Traceback" not in message, out.stderr
+    assert not (tmp_path / "lab").exists()
+
+
 def test_train_prints_the_summary_table(tmp_path):
     out = lclab("train", TINY, *FAST, "--output-dir", tmp_path)
     assert out.returncode == 0, out.stderr

@@ -50,11 +50,16 @@ def test_trials_where_sort_columns_and_formats(lab, tmp_path):
     (["trials", "mini", "--where", "__import__('os')"], "do not allow"),
     (["trials", "mini", "--columns", "nothing"], "unknown column"),
     (["trials", "mini", "--sort", "-nothing"], "unknown column"),
+    (["trials", "mini", "--limit", "0"], "Invalid value for '--limit'"),
+    (["report", "mini", "-o", "{tmp}/report", "--objective", "-1"], "Invalid value for '--objective'"),
+    (["report", "mini", "-o", "{tmp}/report", "--target-flops", "-1e18"], "--target-flops': -1e+18 is not a positive number"),
+    (["report", "mini", "-o", "{tmp}/report", "--min-effect", "0"], "--min-effect': 0.0 is not a positive number"),
     (["trials", "mini", "--format", "xml"], "unknown format"),
 ])
-def test_bad_queries_are_clear_errors(lab, args, message):
-    out = lclab(*args, "--lab", lab)
+def test_bad_queries_are_clear_errors(lab, tmp_path, args, message):
+    out = lclab(*(a.replace("{tmp}", str(tmp_path)) for a in args), "--lab", lab)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "report").exists()
 
 
 def test_outputs_go_into_new_folders_and_a_file_in_the_way_is_named(lab, tmp_path):
