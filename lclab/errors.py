@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ConfigError", "DivergedError", "SweepError", "make_folder"]
+__all__ = ["ConfigError", "DivergedError", "SweepError", "in_range", "make_folder"]
 
 
 class ConfigError(ValueError):
@@ -24,6 +24,14 @@ class ConfigError(ValueError):
 
     def located(self, source: str) -> "ConfigError":
         return type(self)(self.field, self.problem, self.fix, source)
+
+
+def in_range(field: str, value: float, low: float | None = None, high: float | None = None, why: str = "") -> None:
+    """A number outside [low, high] (either end may be open-ended) is a ConfigError naming the range."""
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (f"from {low} to {high}" if low is not None and high is not None else
+                  f"at least {low}" if low is not None else f"at most {high}")
+        raise ConfigError(field, f"{value} is out of range{f' ({why})' if why else ''}", f"use a value {bounds}")
 
 
 def make_folder(path: Path, field: str, fix: str) -> Path:

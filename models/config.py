@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lclab.errors import ConfigError
+from lclab.errors import ConfigError, in_range
 
 
 # bumped whenever the same config builds a different computation, so that weights cached under the old one (the
@@ -58,7 +58,11 @@ class TransformerConfig:
         return 2 * d + 4 * d * d + 3 * d * hidden
 
     def validate(self, where: str) -> None:
-        if self.d_model % self.n_heads or self.head_dim % 2:
+        in_range(f"{where}.n_layers", self.n_layers, 1)
+        in_range(f"{where}.n_heads", self.n_heads, 1)
+        if not self.mlp_ratio > 0:
+            raise ConfigError(f"{where}.mlp_ratio", f"{self.mlp_ratio} leaves the MLP no hidden units", "use a positive ratio, e.g. 4")
+        if self.d_model % self.n_heads or self.head_dim % 2 or self.head_dim < 2:
             raise ConfigError(f"{where}.n_heads", f"d_model {self.d_model} / n_heads {self.n_heads} must be an even integer head size",
                               "choose n_heads dividing d_model with an even quotient (RoPE rotates pairs)")
 

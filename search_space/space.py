@@ -310,8 +310,9 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
         raise stub.error("budget", f"{budget!r} is not one of {{steps|tokens|flops: N}}", "write e.g. budget: {flops: 1.0e+13}")
     seeds = data.get("seeds", [0])
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
-    if not seeds or not all(isinstance(s, int) for s in seeds):
-        raise stub.error("seeds", "seeds must be a count or a list of integers", "write seeds: 3 or seeds: [0, 1, 2]")
+    if not seeds or not all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
+        raise stub.error("seeds", "seeds must be a count or a list of integers from 0 to 2**32 - 1",
+                         "write seeds: 3 or seeds: [0, 1, 2]")
     n_trials = data["n_trials"]
     if not isinstance(n_trials, int) or n_trials < 1:
         raise stub.error("n_trials", f"{n_trials!r} is not a positive integer", "set n_trials: 12")

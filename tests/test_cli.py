@@ -51,6 +51,24 @@ def test_bad_config_gives_one_clear_message(tmp_path, text, expected):
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
+@pytest.mark.parametrize("override,field", [
+    ("seed=-1", "seed"), ("train.lr_encoder=-1e-3", "train.lr_encoder"), ("train.warmup_frac=2", "train.warmup_frac"),
+    ("train.grad_clip=-1", "train.grad_clip"), ("train.log_every=0", "train.log_every"),
+    ("train.warm_steps=0", "train.warm_steps"), ("data.val_examples=0", "data.val_examples"),
+    ("data.n_symbols=1", "data.n_symbols"), ("data.val_fraction=1", "data.val_fraction"),
+    ("model.decoder.n_layers=0", "model.decoder.n_layers"), ("model.encoder.n_heads=0", "model.encoder.n_heads"),
+    ("model.encoder.d_model=0", "model.encoder.n_heads"), ("model.decoder.mlp_ratio=0", "model.decoder.mlp_ratio"),
+])
+def test_a_value_out_of_its_range_names_its_field(override, field):
+    """Each of these trained silently, or crashed mid-trial (seed -1, log_every 0, n_heads 0), before."""
+    from lclab.errors import ConfigError
+    from lclab.trials.config import load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config(TINY, [override])
+    assert err.value.field == field and "Fix:" in err.value.render(), err.value
+
+
 def test_bad_override_is_reported_like_a_bad_file(tmp_path):
     out = lclab("train", TINY, "--set", "model.pooling=median", "--output-dir", tmp_path)
     assert out.returncode == 2 and "unknown pooling 'median'" in out.stderr and "Traceback" not in out.stderr

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lclab.errors import ConfigError
+from lclab.errors import ConfigError, in_range
 from lclab.models import MODES, ModelConfig
 from lclab.plugins import load_plugins, plugin_hash, resolve_plugin_paths
 from lclab.schema import from_dict
@@ -176,6 +176,18 @@ class TrialConfig:
         if not 0 <= t.embedding_skip_frac <= 1:
             raise ConfigError("train.embedding_skip_frac", f"{t.embedding_skip_frac} is not a share of the steps",
                               "use a value from 0 (off) to 1, e.g. 0.5: the skip fades out over the first half")
+        in_range("seed", self.seed, 0, 2**32 - 1, "seeds numpy, torch and Python's random")
+        for name in ("lr_encoder", "lr_adapter", "lr_decoder", "warm_lr", "weight_decay", "grad_clip", "val_every", "threads"):
+            in_range(f"train.{name}", getattr(t, name), 0)  # grad_clip 0: no clipping; val_every 0: at the end
+        for name in ("warmup_frac", "decay_frac", "min_lr_frac"):
+            in_range(f"train.{name}", getattr(t, name), 0, 1, "a share of the steps or of the peak learning rate")
+        for name in ("warm_steps", "log_every"):
+            in_range(f"train.{name}", getattr(t, name), 1)
+        in_range("data.val_examples", d.val_examples, 1)
+        in_range("data.n_symbols", d.n_symbols, 2, why="a synthetic task needs at least two symbols")
+        if not 0 < d.val_fraction < 1:
+            raise ConfigError("data.val_fraction", f"{d.val_fraction} is not a share strictly between 0 and 1",
+                              "use e.g. 0.05: one document in twenty is held out for validation")
         if t.batch_size < 1 or t.checkpoint_every < 1:
             raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
         modes = list(t.trained_modes())
