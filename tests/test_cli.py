@@ -56,6 +56,7 @@ def test_bad_config_gives_one_clear_message(tmp_path, text, expected):
     ("train.grad_clip=-1", "train.grad_clip"), ("train.log_every=0", "train.log_every"),
     ("train.warm_steps=0", "train.warm_steps"), ("data.val_examples=0", "data.val_examples"),
     ("data.n_symbols=1", "data.n_symbols"), ("data.val_fraction=1", "data.val_fraction"),
+    ("data.tasks=[span_recall];data.span_len=0", "data.span_len"),
     ("model.decoder.n_layers=0", "model.decoder.n_layers"), ("model.encoder.n_heads=0", "model.encoder.n_heads"),
     ("model.encoder.d_model=0", "model.encoder.n_heads"), ("model.decoder.mlp_ratio=0", "model.decoder.mlp_ratio"),
 ])
@@ -65,7 +66,7 @@ def test_a_value_out_of_its_range_names_its_field(override, field):
     from lclab.trials.config import load_config
 
     with pytest.raises(ConfigError) as err:
-        load_config(TINY, [override])
+        load_config(TINY, override.split(";"))
     assert err.value.field == field and "Fix:" in err.value.render(), err.value
 
 

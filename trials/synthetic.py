@@ -83,7 +83,7 @@ class SpanRecall(Task):
 
     @staticmethod
     def validate(d):
-        if d.context_len % d.span_len or d.text_len < d.span_len + 2:
+        if d.span_len < 1 or d.context_len % d.span_len or d.text_len < d.span_len + 2:
             raise ConfigError("data.span_len", f"span_len {d.span_len} must divide context_len {d.context_len} and fit in text_len - 2",
                               "choose a span_len dividing context_len, at most text_len - 2")
 
