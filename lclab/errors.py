@@ -29,9 +29,10 @@ class ConfigError(ValueError):
 def in_range(field: str, value: float, low: float | None = None, high: float | None = None, why: str = "") -> None:
     """A number outside [low, high] (either end may be open-ended) is a ConfigError naming the range."""
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"from {low} to {high}" if low is not None and high is not None else
-                  f"at least {low}" if low is not None else f"at most {high}")
-        raise ConfigError(field, f"{value} is out of range{f' ({why})' if why else ''}", f"use a value {bounds}")
+        problem, fix = ((f"must be from {low} to {high}", f"a value from {low} to {high}") if None not in (low, high) else
+                        (f"must be at most {high}", f"{high} or less") if low is None else
+                        ("must not be negative" if low == 0 else f"must be at least {low}", f"{low} or more"))
+        raise ConfigError(field, f"{problem}, got {value}{f' ({why})' if why else ''}", f"set {field} to {fix}")
 
 
 def make_folder(path: Path, field: str, fix: str) -> Path:

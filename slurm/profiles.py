@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 import yaml
 
-from lclab.errors import ConfigError
+from lclab.errors import ConfigError, in_range
 from lclab.trials.config import from_dict
 
 HERE = Path(__file__).parent / "profiles"
@@ -38,11 +38,9 @@ class ClusterProfile:
 
     def validate(self) -> "ClusterProfile":
         for name in ("time_min", "nodes", "tasks_per_node", "cpus_per_task", "array_parallelism"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"must be at least 1, got {getattr(self, name)}", f"set {name}: 1 or more")
+            in_range(name, getattr(self, name), 1)
         for name in ("gpus_per_node", "max_requeues", "signal_delay_s"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"must not be negative, got {getattr(self, name)}", f"set {name}: 0 or more")
+            in_range(name, getattr(self, name), 0)
         if self.mem_gb is not None and self.mem_gb <= 0:
             raise ConfigError("mem_gb", f"must be positive, got {self.mem_gb}", "set mem_gb to the memory per node in GB, or remove it")
         if self.signal_delay_s >= self.time_min * 60:

@@ -181,15 +181,13 @@ class TrialConfig:
             in_range(f"train.{name}", getattr(t, name), 0)  # grad_clip 0: no clipping; val_every 0: at the end
         for name in ("warmup_frac", "decay_frac", "min_lr_frac"):
             in_range(f"train.{name}", getattr(t, name), 0, 1, "a share of the steps or of the peak learning rate")
-        for name in ("warm_steps", "log_every"):
+        for name in ("batch_size", "checkpoint_every", "warm_steps", "log_every"):
             in_range(f"train.{name}", getattr(t, name), 1)
         in_range("data.val_examples", d.val_examples, 1)
         in_range("data.n_symbols", d.n_symbols, 2, why="a synthetic task needs at least two symbols")
         if not 0 < d.val_fraction < 1:
             raise ConfigError("data.val_fraction", f"{d.val_fraction} is not a share strictly between 0 and 1",
                               "use e.g. 0.05: one document in twenty is held out for validation")
-        if t.batch_size < 1 or t.checkpoint_every < 1:
-            raise ConfigError("train.batch_size", "batch_size and checkpoint_every must be >= 1", "raise them")
         modes = list(t.trained_modes())
         if t.batch_size < len(modes):
             raise ConfigError("train.batch_size", f"a batch of {t.batch_size} cannot give a row to each of the "

@@ -61,16 +61,16 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
     if must_exist and local is not None and not local.is_file():
         raise ConfigError("storage", f"no trial database at {local}",
                           "run a sweep first (lclab sweep SPACE.yaml), or pass --lab/--storage pointing at an existing one")
+    if local is not None:
+        make_folder(local.parent, "storage", "point --lab or --storage at a folder you can write to")
 
     try:
         if "://" not in url:
             from optuna.storages.journal import JournalFileBackend
 
-            make_folder(Path(url).parent, "storage", "point --lab or --storage at a folder you can write to")
             return optuna.storages.JournalStorage(JournalFileBackend(url))
         kwargs = {"pool_pre_ping": True}  # a connection from before a server restart is replaced, not used
         if url.startswith("sqlite"):
-            make_folder(Path(url.removeprefix("sqlite:///")).parent, "storage", "point --lab or --storage at a folder you can write to")
             kwargs = {"connect_args": {"timeout": 120}}  # several local workers wait instead of "database is locked"
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
@@ -85,8 +85,6 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
 
             filter_stale_trials(storage, survive_outages(storage, redact(url)))
         return storage
-    except ConfigError:  # already says what to fix (and is a ValueError, caught below otherwise)
-        raise
     except ImportError as err:  # SQLAlchemy found no driver for the URL's database (Optuna re-raises it)
         missing = getattr(err.__cause__, "name", None) or getattr(err, "name", None) or "the driver module"
         extra = " with pip install 'lclab[postgres]' (pip install -e '.[postgres]' in a checkout)" if "postgres" in url else ""
