@@ -163,6 +163,8 @@ def sweep(
         except KeyboardInterrupt:
             errors.print("interrupted: completed trials are stored; run the same command to resume.")
             raise typer.Exit(130)
+    if not console.is_terminal:
+        console.line()  # rich ends the live table's last state without a newline in a log or pipe
     console.print(summary_table({f"trials/{k.lower()}": v for k, v in counts(study).items()} | {"best": _best(study)},
                                 f"sweep {spec.name}"))
 

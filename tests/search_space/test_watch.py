@@ -70,6 +70,8 @@ def test_an_infeasible_grid_point_is_shown_as_infeasible_with_its_constraint(tmp
     shown = " ".join(out.stdout.split())
     assert "infeasible ratio=5: model.encoder.window" in shown and "not divisible by ratio 5" in shown
     assert "2/4 trained, 2 infeasible" in shown
+    # in a log (not a terminal) the summary's title starts its own line, not the live table's last one
+    assert "sweep mini" in [line.strip() for line in out.stdout.splitlines()], out.stdout
     study = optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab"))
     c = counts(study)
     assert c["INFEASIBLE"] == 2 and c["PRUNED"] == 0 and c["COMPLETE"] == 2
