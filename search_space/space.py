@@ -320,8 +320,13 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     if twin is not None and (not isinstance(twin, str) or twin == data["name"]):
         raise stub.error("fidelity_of", f"{twin!r} is not the name of another study",
                          "name the real-text study with the same configurations, e.g. fidelity_of: quickstart_text")
+    storage = storage or data.get("storage")
+    if storage:
+        from lclab.trials.db import storage_url
+
+        storage_url(storage, ".")  # a URL that names no database is refused before a lab folder is made
     space = Space(data["name"], path, base, axes, derived, constraints, objectives, sampler, pruner, budget, seeds,
-                  n_trials, storage or data.get("storage"), int(data.get("nuisance_trials", Space.nuisance_trials)), lines,
+                  n_trials, storage, int(data.get("nuisance_trials", Space.nuisance_trials)), lines,
                   plugins, twin)
     _check_values(space)
     _check_feasible(space)

@@ -75,6 +75,19 @@ def test_outputs_go_into_new_folders_and_a_file_in_the_way_is_named(lab, tmp_pat
     assert blocker.read_text() == "mine\n"
 
 
+@pytest.mark.parametrize("url, message", [
+    ("sqlite://", "in-memory"), ("sqlite:///", "in-memory"), ("sqlite:///:memory:", "in-memory"),
+    ("foo://bar", "no database kind 'foo'"), ("http://host/x", "no database kind 'http'")])
+def test_a_storage_url_that_names_no_database_is_refused_before_anything_runs(tmp_path, url, message):
+    # an in-memory SQLite database would vanish with the command (each worker would even see its own)
+    space = mini_space(tmp_path, seeds=[0], budget={"steps": 2})
+    for args in (["sweep", space, "--lab", tmp_path / "lab"], ["studies"]):
+        out = lclab(*args, "--storage", url)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+        assert "sqlite:///PATH" in out.stderr
+    assert not (tmp_path / "lab").exists()
+
+
 def test_load_frame_reads_a_bare_path_by_its_suffix(lab, tmp_path):
     from lclab.trials.db import load_frame
 

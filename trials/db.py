@@ -33,16 +33,28 @@ def storage_url(spec: str | None, lab_dir: str | Path) -> str:
     by its suffix: .db / .sqlite / .sqlite3 is SQLite, .journal / .log is a journal file."""
     if not spec:
         return f"sqlite:///{Path(lab_dir).resolve() / 'lab.db'}"
+    kinds = (f"name a SQLite file ({' / '.join(SQLITE_SUFFIXES)}), a journal file ({' / '.join(JOURNAL_SUFFIXES)}) "
+             "or give a URL (sqlite:///PATH, postgresql://USER@HOST/DB)")
     if "://" in spec:
+        from sqlalchemy.engine.url import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(spec)
+            url.get_dialect()
+        except ArgumentError as err:  # unparsable, or a scheme SQLAlchemy has no dialect for
+            raise ConfigError("storage", f"'{redact(spec)}' names no database kind '{spec.split('://')[0]}' ({err})",
+                              kinds) from None
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ConfigError("storage", f"'{spec}' is an in-memory SQLite database: every trial would vanish with the "
+                                         "command, and each worker would see a database of its own", kinds)
         return spec
     path = Path(spec) if Path(spec).is_absolute() else Path(lab_dir) / spec
     if path.suffix in JOURNAL_SUFFIXES:
         return str(path.resolve())
     if path.suffix in SQLITE_SUFFIXES:
         return f"sqlite:///{path.resolve()}"
-    raise ConfigError("storage", f"cannot tell what kind of trial database '{spec}' is",
-                      f"name a SQLite file ({' / '.join(SQLITE_SUFFIXES)}), a journal file ({' / '.join(JOURNAL_SUFFIXES)}) "
-                      "or give a URL (sqlite:///PATH, postgresql://USER@HOST/DB)")
+    raise ConfigError("storage", f"cannot tell what kind of trial database '{spec}' is", kinds)
 
 
 def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStorage:
