@@ -351,13 +351,25 @@ def trials(
     from lclab.trials.db import load_frame, storage_url
 
     frame = load_frame(storage_url(storage, lab), [study])
+
+    def matches(expr: Expression, row: dict) -> bool:
+        try:
+            return bool(expr(row))
+        except TypeError as err:
+            if any(row.get(name) is None for name in expr.names):  # a trial without the value (failed, running): no match
+                return False
+            raise ExpressionError(f"cannot evaluate '{expr.source}' on trial {row.get('number')}: {err}") from None
+
     if where and not frame.empty:
         short = {c: c.removeprefix("param.") for c in frame.columns}
+        names = sorted(set(short.values()))
         try:
             expr = Expression(where)
-            keep = [bool(expr({short[c]: v for c, v in row.items()} | row)) for row in frame.to_dict("records")]
+            keep = [matches(expr, {short[c]: v for c, v in row.items()} | row) for row in frame.to_dict("records")]
         except ExpressionError as err:
-            raise ConfigError("--where", str(err), f"use columns of the study: {', '.join(sorted(set(short.values())))}")
+            bare = sorted((n for n in names if not n.isidentifier() and n in where and f"`{n}`" not in where), key=len)
+            hint = f"; a name holding / or . goes in backquotes: `{bare[-1]}`" if bare else ""
+            raise ConfigError("--where", f"{err}{hint}", f"use columns of the study: {', '.join(names)}") from None
         frame = frame[keep]
 
     def named(option: str, names: list[str]) -> list[str]:  # a column by its name, an axis also without "param."

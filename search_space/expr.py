@@ -1,7 +1,8 @@
 """A small safe expression language for constraints and derived values.
 
 Arithmetic (+ - * / // % **), comparisons (chained too), and / or / not, conditional
-expressions, numbers, strings, booleans and known names. Nothing else: no calls, attributes,
+expressions, numbers, strings, booleans and known names; a name holding other characters than a Python
+name's (a metric such as val/loss_compressed) goes in backquotes, as in pandas' query. Nothing else: no calls, attributes,
 subscripts or comprehensions, so a shared YAML file can never run code; and bounded powers and
 products, so it can never hang a sweep either.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from typing import Any, Mapping
 
 MAX_EXPONENT = 256  # a shared space must not hang a sweep on 9 ** 9 ** 9 or 'x' * 10 ** 9
@@ -49,8 +51,14 @@ class Expression:
 
     def __init__(self, source: str):
         self.source = str(source)
+        self.quoted: dict[str, str] = {}  # placeholder identifier -> the backquoted name it stands for
+
+        def hold(match: re.Match) -> str:
+            self.quoted[f"_lclab_quoted_{len(self.quoted)}"] = match.group(1)
+            return f"_lclab_quoted_{len(self.quoted) - 1}"
+
         try:
-            self.tree = ast.parse(self.source, mode="eval").body
+            self.tree = ast.parse(re.sub(r"`([^`]+)`", hold, self.source), mode="eval").body
         except SyntaxError as err:
             raise ExpressionError(f"cannot parse '{self.source}': {err.msg}") from None
         self.names = set()
@@ -63,7 +71,7 @@ class Expression:
             raise ExpressionError(f"'{self.source}' uses {type(node).__name__}, which constraints do not allow "
                                   "(only arithmetic, comparisons, and/or/not and names)")
         if isinstance(node, ast.Name):
-            self.names.add(node.id)
+            self.names.add(self.quoted.get(node.id, node.id))
         for child in ast.iter_child_nodes(node):
             self._check(child)
 
@@ -75,6 +83,7 @@ class Expression:
             case ast.Constant(value=value):
                 return value
             case ast.Name(id=name):
+                name = self.quoted.get(name, name)
                 if name not in env:
                     raise ExpressionError(f"unknown name '{name}' in '{self.source}'")
                 return env[name]

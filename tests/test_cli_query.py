@@ -42,6 +42,13 @@ def test_trials_where_sort_columns_and_formats(lab, tmp_path):
     assert len(frame) == 2 and frame.value.is_monotonic_decreasing
     lclab("trials", "mini", "--lab", lab, "--format", "parquet", "-o", tmp_path / "t.parquet")
     assert len(pd.read_parquet(tmp_path / "t.parquet")) == 4
+    # a metric's name holds / and . : it goes in backquotes, as in pandas' query
+    every = pd.read_parquet(tmp_path / "t.parquet")
+    cut = every["val/loss_compressed"].median()
+    out = lclab("trials", "mini", "--lab", lab, "--where", f"`val/loss_compressed` < {cut} and `code_version.dirty` in (0, 1)",
+                "--columns", "number", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(r["number"] for r in json.loads(out.stdout)) == sorted(every.number[every["val/loss_compressed"] < cut])
 
 
 @pytest.mark.parametrize("args,message", [
@@ -55,6 +62,8 @@ def test_trials_where_sort_columns_and_formats(lab, tmp_path):
     (["report", "mini", "-o", "{tmp}/report", "--target-flops", "-1e18"], "--target-flops': -1e+18 is not a positive number"),
     (["report", "mini", "-o", "{tmp}/report", "--min-effect", "0"], "--min-effect': 0.0 is not a positive number"),
     (["trials", "mini", "--format", "xml"], "unknown format"),
+    (["trials", "mini", "--where", "val/loss_compressed < 5"], "in backquotes: `val/loss_compressed`"),
+    (["trials", "mini", "--where", "ratio > 'a'"], "not supported between instances of 'int' and 'str'"),
 ])
 def test_bad_queries_are_clear_errors(lab, tmp_path, args, message):
     out = lclab(*(a.replace("{tmp}", str(tmp_path)) for a in args), "--lab", lab)

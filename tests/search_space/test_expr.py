@@ -45,3 +45,12 @@ def test_refuses_expressions_that_would_hang_a_sweep(source):
 
 def test_ordinary_arithmetic_still_works():
     assert Expression("2 ** 10 * ratio")({"ratio": 4}) == 4096 and Expression("0.5 ** 2")({}) == 0.25
+
+
+def test_a_backquoted_name_may_hold_any_character_but_a_backquote():
+    expr = Expression("`val/loss` < 2 and `code_version.dirty` == False and ratio == 4")
+    assert expr.names == {"val/loss", "code_version.dirty", "ratio"}
+    assert expr({"val/loss": 1.5, "code_version.dirty": False, "ratio": 4}) is True
+    assert expr({"val/loss": 2.5, "code_version.dirty": False, "ratio": 4}) is False
+    with pytest.raises(ExpressionError, match="unknown name 'val/loss'"):
+        expr({"ratio": 4})
