@@ -42,7 +42,7 @@ class StudyAnalysis:
     fronts_skipped: dict  # cost column -> why it shows no trade-off
     recipes: list[Recipe]
     notes: list[str] = field(default_factory=list)  # what the data cannot support yet
-    every_seed: pd.DataFrame | None = None  # `scored` with the trials that did not learn (`learned` False) kept
+    every_seed: pd.DataFrame | None = None  # `scored` with the trials that did not learn (`learned` False) kept: what ran
     literature: list[Check] = field(default_factory=list)  # published findings beside this study's result on each
     fidelity: Fidelity | None = None  # a synthetic study's ranking against its real-text twin
 
@@ -100,8 +100,8 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
         notes.append("The trials store no lclab trial config (the study was not made by lclab, e.g. a plain Optuna or "
                      "Hydra sweep): effects, importance and claims come from its parameters and values; no recipe is "
                      "written, as there is no config to train.")
-    if noise.configs == 0:
-        notes.append("No configuration was run with more than one seed: seed noise is unknown "
+    if noise.configs == 0 and not df.empty:
+        notes.append(f"No configuration has more than one seed{' that learned' if len(df) < len(every) else ''}: seed noise is unknown "
                      "(use `lclab sweep --replicate-top K --seeds S`); intervals rest on the spread across configurations.")
     ranked = list(dict.fromkeys(e.axis for e in sorted(effects, key=lambda e: -abs(e.estimate.value))))[:TOP_AXES]
     pairs = [(x, z) for i, x in enumerate(ranked) for z in ranked[i + 1:]]

@@ -84,12 +84,12 @@ def _header(lab: Lab, studies, analyses) -> list:
         rows.append({"study": a.info.name, "objective": f"{a.metric} ({'max' if a.maximize else 'min'})",
                      "sampler": a.info.sampler, "budget": json.dumps(a.info.budget),
                      **{s: a.states.get(s, 0) for s in ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING", "WAITING")},
-                     "configurations": a.scored.config.nunique(), "tokens trained": f"{tokens_spent(f):.3g}",
+                     "configurations": a.every_seed.config.nunique(), "tokens trained": f"{tokens_spent(f):.3g}",
                      "trial hours": round(float(f.duration_s.fillna(0).sum()) / 3600, 2)})
     blocks.append(("table", pd.DataFrame(rows)))
     for a in analyses:
-        axes = [{"axis": ax, "role": role, "levels": ", ".join(map(str, sorted(a.scored[ax].unique(), key=str)))
-                 if ax in a.scored else "(tuned per configuration)" if role == "nuisance" else ""}
+        axes = [{"axis": ax, "role": role, "levels": ", ".join(map(str, sorted(a.every_seed[ax].unique(), key=str)))
+                 if ax in a.every_seed else "(tuned per configuration)" if role == "nuisance" else ""}
                 for ax, role in a.info.roles.items()]
         blocks += [("p", f"What {a.info.name} searched ({a.info.space_file or 'space file not recorded'}):"),
                    ("table", pd.DataFrame(axes))]
@@ -117,7 +117,8 @@ def _study_blocks(lab: Lab, a: StudyAnalysis) -> list:
     text = (f"Seed-to-seed noise: sd = {noise.robust:.3g}, the median of {noise.configs} replicated configurations' own "
             f"sds (the ranking table has each); pooled over them it is {noise.pooled:.3g} ({noise.dof} degrees of freedom), "
             "which one unstable configuration can inflate. Trials that did not learn are not in either."
-            if noise.configs else "Seed-to-seed noise: unknown (no configuration has two seeds).")
+            if noise.configs else "Seed-to-seed noise: unknown (no configuration has two seeds"
+                                  f"{' that learned' if len(a.scored) < len(a.every_seed) else ''}).")
     blocks.append(("p", text + (f" Smallest effect of interest for null results: {a.min_effect:.3g}."
                                  if np.isfinite(a.min_effect) else "")))
     blocks += _fidelity_blocks(a)

@@ -113,7 +113,12 @@ def test_report_on_a_real_sweep(tmp_path):
     # 4 steps are too few to learn anything: the report says so and recommends nothing ...
     r = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / "unlearned")
     assert r.returncode == 0, r.stderr
-    assert "No scored trial learned" in (tmp_path / "unlearned" / "report.md").read_text()
+    md = (tmp_path / "unlearned" / "report.md").read_text()
+    assert "No scored trial learned" in md
+    # what was run is described whether or not it learned: 4 configurations, both axes' levels, 2 seeds each
+    assert "| mini | val/loss_compressed (min) | grid | {\"steps\": 4} | 8 | 0 | 0 | 0 | 0 | 0 | 4 |" in md, md
+    assert "| pooling | scientific | attention, mean |" in md and "| ratio | scientific | 4, 8 |" in md
+    assert "(no configuration has two seeds that learned)" in md and "run with more than one seed" not in md
     assert not (tmp_path / "unlearned" / "recipe.yaml").exists()
     # ... unless asked to analyse them anyway
     r = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / "rep", "--include-unlearned")
