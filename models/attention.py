@@ -10,6 +10,7 @@ need a `KeyMask`; each backend turns it once per shape (`prepare`, cached by the
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+from lclab.errors import ConfigError
 from lclab.registry import Registry
 
 BACKENDS: Registry[type["Backend"]] = Registry("attention backend", "model.attention", "lclab.attention")
@@ -43,6 +45,10 @@ class KeyMask:
 class Backend:
     """Base: `prepare` turns a KeyMask into the backend's mask; `attend(q, k, v, mask, causal)` -> (B, H, T, hd),
     where `mask` is None (no padding: causal or not by `causal`) or what `prepare` returned."""
+
+    @classmethod
+    def validate(cls) -> None:
+        """Refuse, with a ConfigError, a backend this environment cannot run (every built-in but xformers can)."""
 
     @staticmethod
     def prepare(mask: KeyMask) -> Any:
@@ -95,6 +101,12 @@ class Flex(Backend):
 @BACKENDS.register("xformers")
 class XFormers(Backend):
     """xformers' memory-efficient attention (CUDA; windows in the batch are its block-diagonal packing)."""
+
+    @classmethod
+    def validate(cls):
+        if importlib.util.find_spec("xformers") is None:
+            raise ConfigError("model.attention", "xformers is not installed in this environment",
+                              "install the gpu extra (pip install -e '.[gpu]', CUDA only), or use sdpa or flex")
 
     @staticmethod
     def attend(q, k, v, mask=None, causal=False):

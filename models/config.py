@@ -97,7 +97,7 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    attention: str = "sdpa"  # backend name, or "auto" (xformers on CUDA when it works)
+    attention: str = "sdpa"  # a registered backend, or "auto" (flex on CUDA, sdpa elsewhere; `attention.resolve`)
     # decoder RoPE positions of latents: "aligned" puts latent j where its group's last context token
     # would sit with raw context (text positions then match the full-context mode); "sequential" packs them
     latent_positions: Literal["aligned", "sequential"] = "aligned"
@@ -114,7 +114,7 @@ class ModelConfig:
         enc = self.encoder
         pooling, adapter = POOLINGS[self.pooling], ADAPTERS[self.adapter.kind]  # unknown names first: the likeliest slip
         if self.attention != "auto":
-            BACKENDS[self.attention]
+            BACKENDS[self.attention].validate()
         if not 2 <= self.ratio <= 32:
             raise ConfigError("model.ratio", f"compression ratio {self.ratio} is outside 2..32",
                               "choose r in 2..32 (4, 8, 16 are the usual values)")

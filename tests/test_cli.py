@@ -1,4 +1,5 @@
 """The `lclab` command as a user runs it: bad input gives one clear paragraph, exit 2, no traceback."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -35,6 +36,8 @@ BAD = [
     ("train:\n  steps: 0\n", ["train.steps", "budgets must be positive"]),
     ("train:\n  budget_tokens: 1.0e+6\n  budget_flops: 1.0e+12\n", ["train.budget_flops", "both a token and a FLOP budget"]),
     ("model:\n  attention: flash9\n", ["model.attention", "unknown attention backend"]),
+    *([("model:\n  attention: xformers\n", ["model.attention", "xformers is not installed", "'.[gpu]'"])]
+      if importlib.util.find_spec("xformers") is None else []),
 ]
 
 
