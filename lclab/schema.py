@@ -58,7 +58,8 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     for key, value in data.items():
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(names)}"
+            hint = (f"did you mean '{close[0]}'?" if close else f"known fields: {', '.join(names)}" if names
+                    else f"remove it: {prefix.rstrip('.')} takes no fields")
             raise ConfigError(prefix + str(key), "unknown field", hint)
         tp = hints[key]
         if dataclasses.is_dataclass(tp):

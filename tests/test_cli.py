@@ -36,6 +36,8 @@ BAD = [
     ("train:\n  steps: 0\n", ["train.steps", "budgets must be positive"]),
     ("train:\n  budget_tokens: 1.0e+6\n  budget_flops: 1.0e+12\n", ["train.budget_flops", "both a token and a FLOP budget"]),
     ("model:\n  attention: flash9\n", ["model.attention", "unknown attention backend"]),
+    ("model:\n  pooling: mean\n  pooling_options: {temperature: 2}\n",
+     ["model.pooling_options.temperature", "remove it: model.pooling_options takes no fields"]),
     *([("model:\n  attention: xformers\n", ["model.attention", "xformers is not installed", "'.[gpu]'"])]
       if importlib.util.find_spec("xformers") is None else []),
 ]
