@@ -155,16 +155,18 @@ def sweep(
         table.add_row(*(str(c[k]) for k in STATES), _best(study))
         return Group(table, *_running_table(study, spec), *_infeasible_lines(study), *_failed_lines(study))
 
-    with Live(console=console, refresh_per_second=1) as live:
-        try:
-            study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)),
-                              replicate=(replicate_top, seeds) if replicate_top else None, retry_failed=retry_failed,
-                              on_note=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False))
-        except KeyboardInterrupt:
-            errors.print("interrupted: completed trials are stored; run the same command to resume.")
-            raise typer.Exit(130)
-    if not console.is_terminal:
-        console.line()  # rich ends the live table's last state without a newline in a log or pipe
+    try:
+        with Live(console=console, refresh_per_second=1) as live:
+            try:
+                study = run_sweep(spec, lab, workers, on_tick=lambda s: live.update(status(s)),
+                                  replicate=(replicate_top, seeds) if replicate_top else None, retry_failed=retry_failed,
+                                  on_note=lambda m: console.print(f"[yellow]note:[/] {escape(m)}", highlight=False))
+            except KeyboardInterrupt:
+                errors.print("interrupted: completed trials are stored; run the same command to resume.")
+                raise typer.Exit(130)
+    finally:
+        if not console.is_terminal:
+            console.line()  # rich ends the live table's last state without a newline in a log or pipe
     console.print(summary_table({f"trials/{k.lower()}": v for k, v in counts(study).items()} | {"best": _best(study)},
                                 f"sweep {spec.name}"))
 

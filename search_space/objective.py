@@ -2,6 +2,7 @@
 already settled), and its metrics and provenance are stored on the Optuna trial."""
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import threading
@@ -140,8 +141,28 @@ class Objective:
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("run_dir", str(result.run_dir))
-        values = [metrics.get(o["metric"], float("nan")) for o in space.objectives]
+        values = [self._value(trial, metrics, i) for i in range(len(space.objectives))]
         return values if len(values) > 1 else values[0]
+
+    def _value(self, trial: optuna.Trial, metrics: dict, i: int) -> float:
+        """Objective `i` of a trained trial. A name no trial reports is the space's error, and stops the worker (every
+        trial would fail alike); a value undefined for this trial (NaN, which Optuna stores as a failure) fails it
+        with the metric's own reason (its `_status`)."""
+        name = self.space.objectives[i]["metric"]
+        value = metrics.get(name)
+        if not isinstance(value, (int, float)):
+            numeric = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+            close = difflib.get_close_matches(name, numeric, n=1)
+            err = ConfigError(f"objectives.{i}.metric", f"objective '{name}' is not a metric the trials report"
+                              + (f" (it holds text: {value!r})" if value is not None else ""),
+                              (f"did you mean '{close[0]}'? " if close else "")
+                              + f"`lclab trials {self.space.name}` shows every metric as a column", str(self.space.source))
+            trial.set_user_attr("fail_reason", str(err)[:500])
+            raise err
+        if value != value:
+            reason = metrics.get(f"{name}_status", "it is NaN")
+            trial.set_user_attr("fail_reason", f"objective {name} is undefined for this trial: {reason}"[:500])
+        return value
 
     def _enqueue_followers(self, trial: optuna.Trial, seed: int) -> None:
         """A newly sampled configuration brings its own small nuisance search (the scientific params fixed,

@@ -136,3 +136,32 @@ def test_the_display_lists_running_trials_with_their_progress_and_the_warm_decod
     text = console.export_text()
     assert "120/400" in text and "491,520" in text and "4.168" in text and "0.2341" in text
     assert "warm decoder" in text and "30/300" in text and "starting" in text
+
+
+def test_an_objective_the_trials_do_not_report_stops_the_sweep_with_its_name(tmp_path):
+    # a misspelt metric: before, every point trained and failed as "The value nan is not acceptable", in the logs only
+    space = mini_space(tmp_path, seeds=[0], budget={"steps": 2}, axes={"ratio": {"values": [4, 8]}},
+                       objectives=[{"metric": "val/los_compressed"}])
+    out = subprocess.run([sys.executable, "-m", "lclab", "sweep", str(space), "--lab", str(tmp_path / "lab")], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)  # one log, as 2>&1
+    shown = " ".join(out.stdout.split())
+    assert out.returncode == 1 and "objective 'val/los_compressed' is not a metric the trials report" in shown, shown
+    assert "did you mean 'val/loss_compressed'" in shown
+    assert any(line.startswith("sweep failed:") for line in out.stdout.splitlines()), out.stdout  # a line of its own
+    study = optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab"))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and "val/los_compressed" in failed[0].user_attrs["fail_reason"]  # the worker stopped there
+
+
+def test_an_objective_undefined_for_a_trial_fails_it_with_the_metrics_own_reason(tmp_path):
+    # retention is undefined (NaN) until raw context clearly helps: Optuna cannot store NaN, so the trial fails, and the
+    # reason must be the metric's own status, not "The value nan is not acceptable"
+    space = mini_space(tmp_path, seeds=[0, 1], budget={"steps": 2}, axes={"ratio": {"values": [4]}},
+                       objectives=[{"metric": "val/retention", "direction": "maximize"}])
+    out = lclab("sweep", space, "--lab", tmp_path / "lab")
+    shown = " ".join(out.stdout.split())
+    assert "objective val/retention is undefined for this trial: undefined:" in shown, shown
+    study = optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab"))
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and all(t.user_attrs["metrics"]["val/retention_status"] in t.user_attrs["fail_reason"]
+                                    for t in failed)
