@@ -55,9 +55,11 @@ def check_study(lab: Lab, study: str) -> None:
     if lab.complete(study).empty:
         states = rows.state.value_counts().to_dict()
         reasons = rows["fail_reason"].dropna().value_counts().head(3).index.tolist() if "fail_reason" in rows else []
-        why = f"; failure reasons: {' | '.join(str(r)[:120] for r in reasons)}" if reasons else ""
+        clip = lambda r: r if len(r) <= 300 else f"{r[:299]}…"  # noqa: E731  a long reason's point is in its start
+        why = f"; failure reasons: {' | '.join(clip(str(r)) for r in reasons)}" if reasons else ""
         raise ConfigError("study", f"study '{study}' has {len(rows)} trials ({states}) but none completed{why}",
-                          "look at the failed trials' logs (lclab trials STUDY --where \"state == 'FAIL'\"), fix the cause and resume the sweep")
+                          f"look at the failed trials' logs (lclab trials {study} --where \"state == 'FAIL'\"), fix the "
+                          "cause and resume the sweep")
 
 
 def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None = None,

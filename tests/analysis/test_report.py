@@ -94,7 +94,8 @@ def test_a_partial_study_is_reported_with_what_is_missing(planted_db, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["empty"], "study 'empty'"),
-    (["all_failed"], "none completed; failure reasons: loss diverged"),
+    (["all_failed"], "none completed; failure reasons: loss diverged (nan) at step 12. Fix: look at the failed trials' "
+                     "logs (lclab trials all_failed --where"),
     (["nope"], "no study named 'nope'"),
     (["planted", "--objective", "3"], "has 1 objective(s) (val/loss_compressed)"),
     (["planted", "--storage", "/nonexistent/lab.db"], "no trial database at /nonexistent/lab.db"),
