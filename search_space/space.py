@@ -407,8 +407,19 @@ def _axis(name: str, spec: Any, stub: Space) -> Axis:
     role = spec.get("role", "scientific")
     if role not in ROLES:
         raise stub.error(f"{key}.role", f"unknown role '{role}'", f"use one of {ROLES}")
-    axis = Axis(name, path, kind, list(spec.get("values", [])), spec.get("low"), spec.get("high"), bool(spec.get("log", False)),
-                int(spec.get("step", 1)), role, dict(spec.get("when") or {}))
+    values, step, log, when = spec.get("values", []), spec.get("step", 1), spec.get("log", False), spec.get("when") or {}
+    if not isinstance(values, list):
+        raise stub.error(f"{key}.values", f"{values!r} is not a list", f"write values: [{values!r}] (or more levels)")
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        raise stub.error(f"{key}.values", f"{repeated[0]!r} is listed twice", "list each level once (seeds: repeats a point)")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        raise stub.error(f"{key}.step", f"{step!r} is not a positive integer", "write e.g. step: 2")
+    if not isinstance(log, bool):
+        raise stub.error(f"{key}.log", f"{log!r} is not true or false", "write log: true")
+    if not isinstance(when, dict):
+        raise stub.error(f"{key}.when", f"{when!r} is not a mapping from axis to level", "write e.g. when: {pooling: attention}")
+    axis = Axis(name, path, kind, values, spec.get("low"), spec.get("high"), log, step, role, dict(when))
     if kind == "categorical" and not axis.values:
         raise stub.error(key, "a categorical axis needs a non-empty 'values' list", "add values: [...]")
     if kind != "categorical":
