@@ -18,7 +18,7 @@ def tpe(seed, **kw):
 
 
 @SAMPLERS.register("random")
-def random(seed, **kw):
+def random(seed):
     """Uniform random points (several objectives allowed)."""
     return optuna.samplers.RandomSampler(seed=seed)
 
@@ -30,13 +30,13 @@ def nsga2(seed, **kw):
 
 
 @SAMPLERS.register("grid")
-def grid(seed, **kw):
+def grid(seed):
     """Every point of the space x every seed, enqueued when the study is created."""
     return optuna.samplers.RandomSampler(seed=seed)  # never asked: every point is enqueued
 
 
 @SAMPLERS.register("ablation")
-def ablation(seed, **kw):
+def ablation(seed):
     """The base point, then one axis changed at a time, x every seed, enqueued when the study is created."""
     return optuna.samplers.RandomSampler(seed=seed)  # never asked: every point is enqueued
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 import math
 import random
+import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +271,16 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     for key in ("name", "axes", "objectives", "n_trials"):
         if key not in data:
             raise stub.error(key, f"the space has no '{key}'", f"add '{key}:' (see search_space/presets/quickstart.yaml)")
+    if not isinstance(data["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", data["name"]):
+        raise stub.error("name", f"{data['name']!r} is not a study name",
+                         "use letters, digits, _ . and - (the name is the study's, and its runs' and logs' folders')")
+    for key, kind in (("constraints", list), ("derived", dict)):
+        if not isinstance(data.get(key) or kind(), kind):
+            raise stub.error(key, f"{data[key]!r} is not " + ("a list of expressions" if kind is list else "a mapping"),
+                             f"write constraints: [{data[key]!r}]" if kind is list else
+                             "write derived: {NAME: {path: model.x, expr: '...'}}")
+    if not isinstance(data.get("storage") or "", str):
+        raise stub.error("storage", f"{data['storage']!r} is not a URL or path", "write e.g. storage: lab.db")
     plugins = _load_plugins(data.get("plugins") or [], path.parent, "plugins", stub)
     base = _load_base(data.get("base", {}), path, stub)
     plugins += [p for p in _load_plugins(base.pop("plugins", []), path.parent, "base.plugins", stub) if p not in plugins]
@@ -293,7 +305,7 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
             and o.get("direction", DEFAULT_DIRECTION) in ("minimize", "maximize") for o in objectives):
         raise stub.error("objectives", "objectives must be a list of {metric, direction: minimize|maximize}",
                          "write e.g. [{metric: val/loss_compressed, direction: minimize}]")
-    sampler = _named(data.get("sampler", {"name": "tpe"}), "sampler", SAMPLERS, stub)
+    sampler = _named(data.get("sampler", {"name": "tpe"}), "sampler", SAMPLERS, stub, seed=0)
     pruner = _named(data.get("pruner", {"name": "none"}), "pruner", PRUNERS, stub)
     if len(objectives) > 1 and sampler["name"] not in ("nsga2", "random", "grid", "ablation"):
         raise stub.error("sampler", f"sampler '{sampler['name']}' is single-objective but {len(objectives)} objectives are set",
@@ -308,12 +320,18 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     budget = data.get("budget") or {}
     if not isinstance(budget, dict) or len(budget) > 1 or not set(budget) <= {"steps", "tokens", "flops"}:
         raise stub.error("budget", f"{budget!r} is not one of {{steps|tokens|flops: N}}", "write e.g. budget: {flops: 1.0e+13}")
+    for key, value in budget.items():
+        if isinstance(value, bool) or not isinstance(value, int if key == "steps" else (int, float)) or value <= 0:
+            raise stub.error(f"budget.{key}", f"{value!r} is not a positive " + ("integer" if key == "steps" else "number"),
+                             "write e.g. budget: {steps: 400}")
     seeds = data.get("seeds", [0])
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
     if not seeds or not all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
         raise stub.error("seeds", "seeds must be a count or a list of integers from 0 to 2**32 - 1",
                          "write seeds: 3 or seeds: [0, 1, 2]")
-    n_trials = data["n_trials"]
+    n_trials, nuisance_trials = data["n_trials"], data.get("nuisance_trials", Space.nuisance_trials)
+    if isinstance(nuisance_trials, bool) or not isinstance(nuisance_trials, int) or nuisance_trials < 1:
+        raise stub.error("nuisance_trials", f"{nuisance_trials!r} is not a positive integer", "set nuisance_trials: 4")
     if not isinstance(n_trials, int) or n_trials < 1:
         raise stub.error("n_trials", f"{n_trials!r} is not a positive integer", "set n_trials: 12")
     twin = data.get("fidelity_of")
@@ -326,7 +344,7 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
 
         storage_url(storage, ".")  # a URL that names no database is refused before a lab folder is made
     space = Space(data["name"], path, base, axes, derived, constraints, objectives, sampler, pruner, budget, seeds,
-                  n_trials, storage, int(data.get("nuisance_trials", Space.nuisance_trials)), lines,
+                  n_trials, storage, nuisance_trials, lines,
                   plugins, twin)
     _check_values(space)
     _check_feasible(space)
@@ -439,13 +457,22 @@ def _expr(source: Any, key: str, stub: Space) -> Expression:
         raise stub.error(key, str(err), "use arithmetic, comparisons, and/or/not over axis and known names") from None
 
 
-def _named(spec: Any, key: str, registry, stub: Space) -> dict:
-    """`sampler: tpe` or `sampler: {name: tpe, ...options}`."""
+def _named(spec: Any, key: str, registry, stub: Space, **extra) -> dict:
+    """`sampler: tpe` or `sampler: {name: tpe, ...options}`; built once here, so that its options are checked now."""
+    from .registry import build
+
     field = key if not isinstance(spec, dict) else f"{key}.name"
     spec = {"name": spec} if isinstance(spec, str) else spec
     if not isinstance(spec, dict) or spec.get("name") not in registry:
         raise stub.error(field, f"unknown {key} {spec.get('name') if isinstance(spec, dict) else spec!r}",
                          f"use one of {registry.names()}")
+    try:
+        with warnings.catch_warnings():  # Optuna flags TPE's multivariate/group as experimental: noise here
+            warnings.simplefilter("ignore")
+            build(registry, spec, **extra)
+    except (TypeError, ValueError) as err:
+        raise stub.error(key, f"{spec['name']} refuses its options: {err}",
+                         f"use the options of {spec['name']} (its Optuna class's arguments; `lclab parts` lists them all)") from None
     return spec
 
 
