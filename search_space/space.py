@@ -265,6 +265,9 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     if not isinstance(data, dict):
         raise SpaceError("<top level>", "a space file is a mapping", "start from search_space/presets/quickstart.yaml", str(path))
     stub = Space(data.get("name", path.stem), path, {}, [], {}, [], [], {}, {}, {}, [0], 1, None, lines=lines)
+    if "axes" not in data and {"model", "data", "train"} & set(data):
+        raise stub.error("axes", "this is a trial config (it has no axes), not a space",
+                         f"train it (lclab train {path}), or sweep a space that names it (base: {path.name})")
     for key in data:
         if key not in SECTIONS:
             raise stub.error(key, "unknown section", f"use only {', '.join(sorted(SECTIONS))}")

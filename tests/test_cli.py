@@ -56,6 +56,15 @@ def test_bad_config_gives_one_clear_message(tmp_path, text, expected):
     assert not (tmp_path / "runs").exists()  # nothing ran
 
 
+def test_a_space_given_to_train_and_a_trial_config_given_to_sweep_are_named_for_what_they_are(tmp_path):
+    space = ROOT / "search_space/presets/quickstart.yaml"
+    for args, message in ((["train", space], f"this is a space file (it has axes), not a trial config. Fix: sweep it: lclab sweep {space}"),
+                          (["sweep", TINY, "--lab", tmp_path / "lab"], "this is a trial config (it has no axes), not a space")):
+        out = lclab(*args)
+        assert out.returncode == 2 and message in " ".join(out.stderr.split()), out.stderr
+    assert not (tmp_path / "lab").exists()
+
+
 @pytest.mark.parametrize("override,field", [
     ("seed=-1", "seed"), ("train.lr_encoder=-1e-3", "train.lr_encoder"), ("train.warmup_frac=2", "train.warmup_frac"),
     ("train.grad_clip=-1", "train.grad_clip"), ("train.log_every=0", "train.log_every"),

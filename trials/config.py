@@ -243,6 +243,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrialConfig:
         line = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
         raise ConfigError("<yaml>", f"malformed YAML at {line}: {getattr(err, 'problem', err)}",
                           "fix the indentation or quoting there").located(str(path)) from None
+    if isinstance(data, dict) and "axes" in data:
+        raise ConfigError("axes", "this is a space file (it has axes), not a trial config",
+                          f"sweep it: lclab sweep {path}").located(str(path))
     try:
         for assignment in overrides:
             apply_override(data, assignment)
