@@ -97,6 +97,21 @@ def test_a_storage_url_that_names_no_database_is_refused_before_anything_runs(tm
     assert not (tmp_path / "lab").exists()
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("notes.db", b"my notes\n", "point --lab or --storage at a database a sweep wrote"),
+    ("model.journal", bytes(range(256)) * 4, "is not an Optuna journal"),
+    ("half.journal", b'{"a":\n', "is not an Optuna journal")])
+def test_a_storage_file_a_sweep_did_not_write_is_refused_and_left_as_it_was(tmp_path, name, content, message):
+    # Optuna reads a journal whose one line is unreadable as empty, and would append trials after it
+    path = tmp_path / name
+    path.write_bytes(content)
+    space = mini_space(tmp_path, seeds=[0], budget={"steps": 2})
+    for args in (["sweep", space, "--lab", tmp_path / "lab"], ["studies"], ["trials", "mini"]):
+        out = lclab(*args, "--storage", path)
+        assert out.returncode == 2 and message in " ".join(out.stderr.split()) and "Traceback" not in out.stderr, out.stderr
+    assert path.read_bytes() == content
+
+
 def test_load_frame_reads_a_bare_path_by_its_suffix(lab, tmp_path):
     from lclab.trials.db import load_frame
 

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
                           "run a sweep first (lclab sweep SPACE.yaml), or pass --lab/--storage pointing at an existing one")
     if local is not None:
         make_folder(local.parent, "storage", "point --lab or --storage at a folder you can write to")
+        if "://" not in url and local.is_file():
+            _check_journal(local)
 
     try:
         if "://" not in url:
@@ -104,7 +107,25 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
                           f"install it{extra}") from None
     except (optuna.exceptions.StorageInternalError, _sqlalchemy_error(), ValueError) as err:  # refused, bad URL, not a database
         raise ConfigError("storage", f"cannot open the trial database {redact(url)} ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
-                          "check that the server is running and the URL is right (credentials belong in the environment or ~/.pgpass)") from None
+                          "check that the server is running and the URL is right (credentials belong in the environment "
+                          "or ~/.pgpass)" if local is None else "point --lab or --storage at a database a sweep wrote"
+                          if "not a database" in str(err) else f"check that you can read and write {local}") from None
+
+
+def _check_journal(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal: Optuna would read it as empty (its last unreadable line is taken for
+    a write in progress) and append trials after it, which leaves neither readable."""
+    with open(path, "rb") as f:
+        first = f.readline(1 << 20)
+    if not first.endswith(b"\n") and first[:1] in (b"", b"{"):
+        return  # empty, or the first record still being written by another worker
+    try:
+        ok = "op_code" in json.loads(first)
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError("storage", f"{path} is not an Optuna journal (its first line is no journal record)",
+                          "point --storage at a journal a sweep wrote, or at a new file name")
 
 
 def _sqlalchemy_error() -> type:
