@@ -297,7 +297,7 @@ def _failed_lines(study, shown: int = 8) -> list[str]:
     found = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if "fail_reason" in t.user_attrs and "duplicate_of" not in t.user_attrs and point(t) not in settled:
-            kind = "diverged" if diverged(t) else "crashed"
+            kind = "diverged" if diverged(t) else "undefined" if t.user_attrs.get("undefined_objective") else "crashed"
             found.setdefault((kind, str(t.user_attrs["fail_reason"]).splitlines()[0][:200]), []).append(t.number)
     lines = [f"[red]{kind}[/] trial(s) {', '.join(map(str, numbers[:shown]))}{' …' if len(numbers) > shown else ''}: "
              f"{escape(reason)}" for (kind, reason), numbers in found.items()]

@@ -27,7 +27,7 @@ from lclab.trials.optuna_internals import storage_of, trial_id
 from .pruning import Pruning
 from .recovery import enqueue_retry, journal_heartbeat
 from .space import Axis, Space
-from .study import ENUMERATED, diverged
+from .study import ENUMERATED, diverged, settled_failure
 
 
 @functools.cache  # the code a worker runs is what it imported at start: ask git once per process, not per trial
@@ -100,15 +100,17 @@ class Objective:
         if cfg.plugins:
             trial.set_user_attr("plugins", {p: plugin_hash(p) for p in cfg.plugins})
         done = self._settled(trial.study, config_hash, trial.number)
-        if done is not None and done.state == TrialState.FAIL:  # known to diverge: do not train it again
+        if done is not None and diverged(done):  # known to diverge: do not train it again
             trial.set_user_attr("duplicate_of", done.number)
             trial.set_user_attr("fail_reason", done.user_attrs["fail_reason"])
             trial.set_user_attr("diverged", True)
             raise DivergedError(f"same configuration as diverged trial {done.number}")
-        if done is not None:  # same config and seed already trained: reuse, do not train twice
+        if done is not None:  # same config and seed already trained: reuse its metrics, do not train twice
             trial.set_user_attr("duplicate_of", done.number)
-            trial.set_user_attr("metrics", done.user_attrs.get("metrics", {}))
-            return done.values if len(done.values) > 1 else done.value
+            metrics = done.user_attrs.get("metrics", {})
+            trial.set_user_attr("metrics", metrics)
+            values = [self._value(trial, metrics, i) for i in range(len(space.objectives))]
+            return values if len(values) > 1 else values[0]
         if not retried:
             self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
@@ -162,6 +164,7 @@ class Objective:
         if value != value:
             reason = metrics.get(f"{name}_status", "it is NaN")
             trial.set_user_attr("fail_reason", f"objective {name} is undefined for this trial: {reason}"[:500])
+            trial.set_user_attr("undefined_objective", True)  # a result: a re-run does not train it again
         return value
 
     def _enqueue_followers(self, trial: optuna.Trial, seed: int) -> None:
@@ -183,7 +186,7 @@ class Objective:
         """An earlier trial that settled this exact configuration and seed (completed or diverged)."""
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
             if (t.number != number and t.user_attrs.get("config_hash") == config_hash and "duplicate_of" not in t.user_attrs
-                    and (t.state == TrialState.COMPLETE or diverged(t))):
+                    and (t.state == TrialState.COMPLETE or settled_failure(t))):
                 return t
         return None
 

@@ -146,11 +146,17 @@ def diverged(trial) -> bool:
     return bool(trial.user_attrs.get("diverged")) or reason.startswith(("training loss is", "same configuration as diverged"))
 
 
+def settled_failure(trial) -> bool:
+    """A FAIL that is the configuration's result, so that training it again would only repeat it: its loss diverged, or
+    it trained to the end and its objective is undefined (NaN, which Optuna cannot store), e.g. retention."""
+    return diverged(trial) or bool(trial.user_attrs.get("undefined_objective"))
+
+
 def trained(study: optuna.Study) -> int:
-    """Trials that settled their configuration: completed, pruned by the pruner, or diverged (a result too).
-    Infeasible points, crashes and workers that died (retried) do not count."""
+    """Trials that settled their configuration: completed, pruned by the pruner, or failed as a result (diverged,
+    objective undefined). Infeasible points, crashes and workers that died (retried) do not count."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.FAIL))
-               if not never_trained(t) and (t.state != TrialState.FAIL or diverged(t)))
+               if not never_trained(t) and (t.state != TrialState.FAIL or settled_failure(t)))
 
 
 def never_trained(trial) -> str | None:
@@ -172,7 +178,7 @@ def requeue_crashed(study: optuna.Study, space: Space, force: bool = False) -> i
         k = key(t.params, t.user_attrs.get("seed"))
         if "surplus" in t.user_attrs:  # a sample drawn after the grid ran out: not a point of it
             continue
-        if t.state != TrialState.FAIL or diverged(t):  # a result, or queued / running (a dead worker's retry too)
+        if t.state != TrialState.FAIL or settled_failure(t):  # a result, or queued / running (a dead worker's retry too)
             covered.add(k)
         else:
             crashes[k] = crashes.get(k, 0) + 1

@@ -160,8 +160,12 @@ def test_an_objective_undefined_for_a_trial_fails_it_with_the_metrics_own_reason
                        objectives=[{"metric": "val/retention", "direction": "maximize"}])
     out = lclab("sweep", space, "--lab", tmp_path / "lab")
     shown = " ".join(out.stdout.split())
-    assert "objective val/retention is undefined for this trial: undefined:" in shown, shown
+    assert "undefined trial(s) 0, 1: objective val/retention is undefined for this trial: undefined:" in shown, shown
     study = optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab"))
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == 2 and all(t.user_attrs["metrics"]["val/retention_status"] in t.user_attrs["fail_reason"]
                                     for t in failed)
+    # a result of its configuration, like a divergence: the sweep is done, and a re-run trains nothing again
+    assert out.returncode == 0 and "2/2 trained" in shown, shown
+    again = lclab("sweep", space, "--lab", tmp_path / "lab")
+    assert again.returncode == 0 and len(optuna.load_study(study_name="mini", storage=storage_url(None, tmp_path / "lab")).trials) == 2
