@@ -109,8 +109,7 @@ class Objective:
             trial.set_user_attr("duplicate_of", done.number)
             metrics = done.user_attrs.get("metrics", {})
             trial.set_user_attr("metrics", metrics)
-            values = [self._value(trial, metrics, i) for i in range(len(space.objectives))]
-            return values if len(values) > 1 else values[0]
+            return self._values(trial, metrics)
         if not retried:
             self._enqueue_followers(trial, seed)
         metric = space.objectives[0]["metric"]
@@ -143,7 +142,11 @@ class Objective:
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))}
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("run_dir", str(result.run_dir))
-        values = [self._value(trial, metrics, i) for i in range(len(space.objectives))]
+        return self._values(trial, metrics)
+
+    def _values(self, trial: optuna.Trial, metrics: dict):
+        """The trial's objectives from its metrics, as Optuna takes them: one value, or a list for several."""
+        values = [self._value(trial, metrics, i) for i in range(len(self.space.objectives))]
         return values if len(values) > 1 else values[0]
 
     def _value(self, trial: optuna.Trial, metrics: dict, i: int) -> float:

@@ -106,10 +106,14 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
         raise ConfigError("storage", f"the database driver for {redact(url)} is not installed ({missing} is missing)",
                           f"install it{extra}") from None
     except (optuna.exceptions.StorageInternalError, _sqlalchemy_error(), ValueError) as err:  # refused, bad URL, not a database
+        if local is None:
+            fix = "check that the server is running and the URL is right (credentials belong in the environment or ~/.pgpass)"
+        elif "not a database" in str(err):
+            fix = "point --lab or --storage at a database a sweep wrote"
+        else:
+            fix = f"check that you can read and write {local}"
         raise ConfigError("storage", f"cannot open the trial database {redact(url)} ({type(err).__name__}: {str(err).splitlines()[0][:200]})",
-                          "check that the server is running and the URL is right (credentials belong in the environment "
-                          "or ~/.pgpass)" if local is None else "point --lab or --storage at a database a sweep wrote"
-                          if "not a database" in str(err) else f"check that you can read and write {local}") from None
+                          fix) from None
 
 
 def _check_journal(path: Path) -> None:
@@ -120,9 +124,10 @@ def _check_journal(path: Path) -> None:
     if not first.endswith(b"\n") and first[:1] in (b"", b"{"):
         return  # empty, or the first record still being written by another worker
     try:
-        ok = "op_code" in json.loads(first)
-    except (ValueError, TypeError):
-        ok = False
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    ok = isinstance(record, dict) and "op_code" in record
     if not ok:
         raise ConfigError("storage", f"{path} is not an Optuna journal (its first line is no journal record)",
                           "point --storage at a journal a sweep wrote, or at a new file name")
