@@ -5,7 +5,8 @@ An entry is one object (a class for model parts) that owns its validation, cost 
 is the description shown by `lclab parts`, error messages and reports. Entries come from lclab itself, from a
 plugin file or module a config names (`plugins:`), or from an installed package's entry points in the group
 `lclab.<kind>` (e.g. `lclab.pooling`), loaded the first time the registry is asked for a name it lacks.
-A name is registered once: a second entry under a taken name is refused with both origins named."""
+A name is registered once: a second entry under a taken name is refused with both origins named, and so is an entry
+that is not of the registry's kind or has no description, at registration rather than at its first use."""
 from __future__ import annotations
 
 import difflib
@@ -37,11 +38,20 @@ def origin(obj) -> str:
     return getattr(module, "__file__", None) or getattr(obj, "__module__", "?")
 
 
-class Registry(Generic[T]):
-    """Entries of one kind by name. `field` is the config field that names an entry, for error messages."""
+def public_name(cls: type) -> str:
+    """Where a user imports a class from: its package when the package exports it (lclab.models.Pooling)."""
+    package = cls.__module__.rpartition(".")[0]
+    return f"{package if getattr(sys.modules.get(package), cls.__name__, None) is cls else cls.__module__}.{cls.__qualname__}"
 
-    def __init__(self, kind: str, field: str, group: str):
+
+class Registry(Generic[T]):
+    """Entries of one kind by name. `field` is the config field that names an entry, for error messages. Entries are
+    subclasses of `base`, instances of it when `instances` (decoder modes), or callables when there is no base
+    (sampler and pruner builders)."""
+
+    def __init__(self, kind: str, field: str, group: str, base: type | None = None, instances: bool = False):
         self.kind, self.field, self.group = kind, field, group  # group: the entry-point group, e.g. lclab.pooling
+        self.base, self.instances = base, instances
         self._entries: dict[str, T] = {}
         self._origins: dict[str, str] = {}
         self._entry_points_loaded = False
@@ -53,12 +63,28 @@ class Registry(Generic[T]):
             if taken is not None and taken is not obj:
                 raise ConfigError(self.field, f"{self.kind} '{name}' from {where or origin(obj)} is already registered "
                                   f"by {self._origins[name]}", f"give the new {self.kind} another name")
+            self._check(name, obj, where or origin(obj))
             self._entries[name] = obj
             self._origins[name] = where or origin(obj)
             if inspect.isclass(obj):
                 obj.name = name
             return obj
         return add(entry) if entry is not None else add
+
+    def _check(self, name: str, obj, where: str) -> None:
+        if self.base is None:
+            ok, want = callable(obj), "a function or class"
+        elif self.instances:
+            ok, want = isinstance(obj, self.base), f"an instance of {public_name(self.base)}"
+        else:
+            ok, want = inspect.isclass(obj) and issubclass(obj, self.base), f"a subclass of {public_name(self.base)}"
+        if not ok:
+            what = f"class {obj.__qualname__}" if inspect.isclass(obj) else f"a {type(obj).__name__}"
+            raise ConfigError(self.field, f"{self.kind} '{name}' from {where} is {what}, not {want}",
+                              f"register {want}")
+        if not describe(obj).strip():
+            raise ConfigError(self.field, f"{self.kind} '{name}' from {where} has no description",
+                              "give it a docstring: its first line is what `lclab parts`, errors and reports show")
 
     def _load_entry_points(self) -> None:
         """Installed packages' entries: an entry point names an object (registered under the entry point's name)

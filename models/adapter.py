@@ -15,13 +15,11 @@ from .config import ModelConfig, TransformerConfig
 from .layers import Block
 from .part import Part
 
-ADAPTERS: Registry[type["Adapter"]] = Registry("adapter", "model.adapter.kind", "lclab.adapter")
-
 
 class Adapter(Part):
     """Base: subclasses implement `forward(latents)`, `n_params(cfg)` and `flops(cfg, n_latents)`."""
 
-    options_field = "model.adapter.options"
+    field, options_field = "model.adapter.kind", "model.adapter.options"
 
     @classmethod
     def raw_options(cls, cfg: ModelConfig) -> dict:
@@ -35,6 +33,9 @@ class Adapter(Part):
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         """latents: (B, L, D_enc) -> (B, L, D_dec)."""
         raise NotImplementedError
+
+
+ADAPTERS: Registry[type[Adapter]] = Registry("adapter", "model.adapter.kind", "lclab.adapter", base=Adapter)
 
 
 def _mlp_dims(cfg: ModelConfig) -> list[int]:

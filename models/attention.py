@@ -22,8 +22,6 @@ from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from lclab.errors import ConfigError
 from lclab.registry import Registry
 
-BACKENDS: Registry[type["Backend"]] = Registry("attention backend", "model.attention", "lclab.attention")
-
 
 @dataclass(frozen=True, eq=False)
 class KeyMask:
@@ -57,6 +55,9 @@ class Backend:
     @staticmethod
     def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Any, causal: bool) -> torch.Tensor:
         raise NotImplementedError
+
+
+BACKENDS: Registry[type[Backend]] = Registry("attention backend", "model.attention", "lclab.attention", base=Backend)
 
 
 @BACKENDS.register("sdpa")

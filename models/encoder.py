@@ -68,6 +68,10 @@ class WindowEncoder(nn.Module):
         causal = mask is None and self.cfg.mask == "causal"
         for block in self.blocks:
             x = block(x, rope, mask, causal)
-        latents = self.pooling(self.norm(x), valid)  # (B*n, S / r, D)
+        groups = (self.window - self.overlap) // self.ratio
+        latents = self.pooling.checked(  # (B*n, S / r, D)
+            self.pooling(self.norm(x), valid), (x.shape[0], groups, x.shape[-1]),
+            f"a pooling must return one latent per r = {self.ratio} new tokens of each window, (N, S / r, D) =",
+            "build the latents from self.groups(states, valid), which splits each window's new tokens into groups of r")
         latents = rearrange(latents, "(b n) g d -> b (n g) d", b=B)
         return latents[:, : math.ceil(T / self.ratio)]  # drop groups made only of padding

@@ -52,7 +52,11 @@ class LCLM(nn.Module):
         """context: (B, T) -> latents in decoder space (B, ceil(T / r), D_dec). `skip` > 0 (a training curriculum,
         `train.embedding_skip_frac`) adds that weight of each latent's mean token embedding: latents a warm decoder
         can read from the first step, so the encoder gets a useful gradient before the decoder learns to ignore it."""
-        latents = self.adapter(self.encoder(context))
+        latents = self.encoder(context)  # (B, L, D_enc)
+        latents = self.adapter.checked(  # (B, L, D_dec)
+            self.adapter(latents), (*latents.shape[:2], self.cfg.decoder.d_model),
+            "an adapter must map each latent to the decoder's width, (B, L, D_dec) =",
+            "return one vector of cfg.decoder.d_model per latent, in order")
         if skip:
             latents = latents + skip * self.group_embeddings(context).to(latents.dtype)
         return latents

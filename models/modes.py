@@ -41,7 +41,7 @@ class Mode:
         return len(self.before) + self.middle_len(context_len, ratio) + len(self.after) + scored_len - 1
 
 
-MODES: Registry[Mode] = Registry("decoder mode", "mode", "lclab.mode")
+MODES: Registry[Mode] = Registry("decoder mode", "mode", "lclab.mode", base=Mode, instances=True)
 MODES.register("compressed", Mode("the decoder reads the latents in place of the context",
                                   (Tok.BOS, Tok.MEM_START), "latents", (Tok.MEM_END,)))
 MODES.register("full", Mode("the decoder reads the raw context (the ceiling for context use)",

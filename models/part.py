@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
+from lclab.errors import ConfigError
+from lclab.registry import origin
 from lclab.schema import from_dict
 
 from .config import ModelConfig
 
 
 class Part(nn.Module):
-    """Subclasses set `options_field` (where their options live in the config) and may declare an `Options`
-    dataclass of their own fields, validated strictly and handed to the module as `self.options`."""
+    """Subclasses set `field` (the config field that names them), `options_field` (where their options live) and
+    may declare an `Options` dataclass of their own fields, validated strictly and handed to the module as
+    `self.options`."""
 
     name: str  # set by the registry
+    field: str
     options_field: str
 
     @dataclass
@@ -48,3 +53,11 @@ class Part(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.options = self.options_of(cfg)
+
+    def checked(self, out: torch.Tensor, expected: tuple[int, ...], contract: str, fix: str) -> torch.Tensor:
+        """`out` if it has the shape the model reads next. A part returning another shape (a plugin's bug) would
+        otherwise be sliced or broadcast into a model that trains, but not the one its config describes."""
+        if tuple(out.shape) != expected:
+            raise ConfigError(self.field, f"'{self.name}' from {origin(type(self))} returned a tensor of shape "
+                              f"{tuple(out.shape)} where {contract} {expected}", fix)
+        return out

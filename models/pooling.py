@@ -20,13 +20,11 @@ from lclab.registry import Registry
 from .config import ModelConfig
 from .part import Part
 
-POOLINGS: Registry[type["Pooling"]] = Registry("pooling", "model.pooling", "lclab.pooling")
-
 
 class Pooling(Part):
     """Base: subclasses implement `forward(states, valid)`; `n_markers(cfg)` tokens are appended to each window."""
 
-    options_field = "model.pooling_options"
+    field, options_field = "model.pooling", "model.pooling_options"
 
     @classmethod
     def raw_options(cls, cfg: ModelConfig) -> dict:
@@ -64,6 +62,9 @@ class Pooling(Part):
     def forward(self, states: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """states: (N, W + n_markers, D), valid: (N, W) bool -> latents (N, S / r, D)."""
         raise NotImplementedError
+
+
+POOLINGS: Registry[type[Pooling]] = Registry("pooling", "model.pooling", "lclab.pooling", base=Pooling)
 
 
 @POOLINGS.register("mean")

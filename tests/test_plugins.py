@@ -3,6 +3,7 @@ submitit workers, recorded with their origin and content hash, named in the repo
 broken, missing or taking a name already registered. Installed packages register through entry points."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -75,6 +76,21 @@ def trial_config(tmp_path: Path, plugin_source: str | None, **model) -> Path:
      class Mine(Pooling):
          '''Not the mean.'''
      """, "pooling 'mean' from {path} is already registered by lclab.models.pooling"),
+    ("""
+     from lclab.models import POOLINGS
+
+     @POOLINGS.register("loose")
+     class Loose:
+         '''Not derived from Pooling.'''
+     """, "pooling 'loose' from {path} is class Loose, not a subclass of lclab.models.Pooling"),
+    ("""
+     from lclab.models import POOLINGS, Pooling
+
+     @POOLINGS.register("undocumented")
+     class Undocumented(Pooling):
+         def forward(self, states, valid):
+             return self.groups(states, valid)[0].mean(2)
+     """, "pooling 'undocumented' from {path} has no description"),
     (None, "plugin file {path} does not exist"),
 ])
 def test_a_broken_missing_or_clashing_plugin_is_one_clear_error(tmp_path, source, message):
@@ -85,6 +101,44 @@ def test_a_broken_missing_or_clashing_plugin_is_one_clear_error(tmp_path, source
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert message.format(path=tmp_path / "plugin.py") in " ".join(r.stderr.split()), r.stderr
     assert str(cfg) in r.stderr  # the config that named it
+
+
+@pytest.mark.parametrize("source,model,message", [
+    ("""
+     from lclab.models import POOLINGS, Pooling
+
+     @POOLINGS.register("every_state")
+     class EveryState(Pooling):
+         '''Every window state, not one per group.'''
+         def forward(self, states, valid):
+             return states
+     """, {"pooling": "every_state"}, "'every_state' from {path} returned a tensor of shape (#, 16, 32) where a "
+                                      "pooling must return one latent per r = 4 new tokens of each window, "
+                                      "(N, S / r, D) = (#, 4, 32)"),
+    ("""
+     import torch.nn as nn
+     from lclab.models import ADAPTERS, Adapter
+
+     @ADAPTERS.register("every_other")
+     class EveryOther(Adapter):
+         '''Every other latent.'''
+         def __init__(self, cfg):
+             super().__init__(cfg)
+             self.proj = nn.Linear(cfg.encoder.d_model, cfg.decoder.d_model)
+
+         def forward(self, latents):
+             return self.proj(latents[:, ::2])
+     """, {"adapter": {"kind": "every_other"}}, "'every_other' from {path} returned a tensor of shape (#, 2, 32) "
+                                                 "where an adapter must map each latent to the decoder's width, "
+                                                 "(B, L, D_dec) = (#, 4, 32)"),
+])
+def test_a_part_of_the_wrong_shape_is_named_not_sliced_into_a_model_that_trains(tmp_path, source, model, message):
+    # without the check the encoder kept the first ceil(T / r) window states, and the decoder read half the latents
+    r = lclab("train", trial_config(tmp_path, source, **model))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    expected = re.escape(message.format(path=tmp_path / "plugin.py")).replace(r"\#", r"\d+")  # any batch
+    assert re.search(expected, " ".join(r.stderr.split())), r.stderr
+    assert not list((tmp_path / "runs").glob("*/metrics.json"))
 
 
 def test_a_broken_plugin_in_a_space_names_the_space_line(tmp_path):

@@ -22,7 +22,6 @@ from lclab.registry import Registry
 from .config import DataConfig
 
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray]
-TASKS: Registry[type["Task"]] = Registry("synthetic task", "data.tasks", "lclab.task")
 
 
 class Task:
@@ -40,6 +39,9 @@ class Task:
     @staticmethod
     def generate(rng: np.random.Generator, B: int, d: DataConfig) -> Batch:
         raise NotImplementedError
+
+
+TASKS: Registry[type[Task]] = Registry("synthetic task", "data.tasks", "lclab.task", base=Task)
 
 
 def layout(d: DataConfig) -> dict[str, int]:
