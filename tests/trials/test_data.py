@@ -109,6 +109,27 @@ def test_an_unreachable_hub_dataset_names_the_field_and_the_cause(monkeypatch):
         load_corpus(DataConfig(source="hub", path=["no-such-user/no-such-dataset"]))
 
 
+def test_a_folder_stands_for_the_data_files_in_it(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for shard in (0, 1):
+        (folder / f"part-{shard}.jsonl").write_text("".join(json.dumps({"text": f"shard {shard} doc {i} " * 30}) + "\n"
+                                                           for i in range(20)))
+    (folder / "README.md").write_text("how these shards were made\n")
+    d = small_trial(tmp_path, data={"source": "files", "path": [str(folder)], "tokenizer": "byte", "val_fraction": 0.2}).data
+    corpus = load_corpus(d)
+    docs = corpus.train + corpus.val
+    assert len(docs) == 40 and {doc.split()[1] for doc in docs} == {"0", "1"}  # both shards, not the README
+    (folder / "part-2.jsonl").write_text(json.dumps({"text": "shard 2 " * 30}) + "\n")
+    assert load_corpus(d).fingerprint != corpus.fingerprint  # a new shard is new data
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("no data here\n")
+    d = small_trial(tmp_path, data={"source": "files", "path": [str(empty)], "tokenizer": "byte"}).data
+    with pytest.raises(ConfigError, match=f"data.path.*folder {empty} holds no data files"):
+        load_corpus(d)
+
+
 def test_missing_data_file_names_the_field(tmp_path):
     d = small_trial(tmp_path, data={"source": "files", "path": [str(tmp_path / "missing.jsonl")]}).data
     with pytest.raises(ConfigError, match="data.path.*not found"):

@@ -56,9 +56,26 @@ def _file_fingerprint(files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+def _data_files(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for the data files directly in it, in name order (a README beside them is
+    not data)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix in LOADERS)
+            if not found:
+                raise ConfigError("data.path", f"folder {path} holds no data files",
+                                  "put .txt, .jsonl/.json(.gz) or .parquet files in it, or name the files themselves")
+            files += found
+        else:
+            files.append(path)
+    return files
+
+
 def _load_local(files: list[Path], d: DataConfig):
     import datasets
 
+    files = _data_files(files)
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise ConfigError("data.path", f"data file(s) not found: {', '.join(missing)}",
