@@ -69,8 +69,15 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         elif _is_instance(value, tp):
             kwargs[key] = value
         else:
-            raise ConfigError(prefix + key, f"{value!r} is not {_describe(tp)}", f"set it to {_describe(tp)}")
+            raise ConfigError(prefix + key, f"{value!r} is not {_describe(tp)}", _fix(value, tp))
     return cls(**kwargs)
+
+
+def _fix(value: Any, tp: Any) -> str:
+    """The closest allowed word to a misspelt one ('bytes' -> 'byte'), else what the field takes."""
+    words = [str(a) for a in typing.get_args(tp)] if typing.get_origin(tp) is Literal else []
+    close = difflib.get_close_matches(str(value), words, n=1) if isinstance(value, str) else []
+    return f"did you mean '{close[0]}'?" if close else f"set it to {_describe(tp)}"
 
 
 def _as_float(value: Any, tp: Any) -> float | None:

@@ -31,6 +31,7 @@ BAD = [
     ("model:\n  ratio: 8\n  encoder: {window: 20, overlap: 0}\n", ["model.encoder.window", "not divisible by ratio 8"]),
     ("model:\n  encoder: {window: 16, overlap: 16}\n", ["model.encoder.overlap", "overlap < window"]),
     ("model:\n  ratio: eight\n", ["model.ratio", "'eight' is not int"]),
+    ("data:\n  tokenizer: bytes\n", ["data.tokenizer", "'bytes' is not one of 'bpe', 'byte'", "did you mean 'byte'?"]),
     ("data:\n  source: files\n  path: [/nonexistent/corpus.txt]\n", ["data.path", "not found", "/nonexistent/corpus.txt"]),
     ("data:\n  tasks: [passkey]\n", ["data.tasks", "unknown synthetic task 'passkey'"]),
     ("train:\n  steps: 0\n", ["train.steps", "budgets must be positive"]),
