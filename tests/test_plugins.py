@@ -141,6 +141,36 @@ def test_a_part_of_the_wrong_shape_is_named_not_sliced_into_a_model_that_trains(
     assert not list((tmp_path / "runs").glob("*/metrics.json"))
 
 
+TASK = """
+import numpy as np
+from lclab.trials.synthetic import TASKS, Task
+
+@TASKS.register("mine")
+class Mine(Task):
+    '''A task of my own.'''
+    @staticmethod
+    def generate(rng, B, d):
+        context = rng.integers({low}, {high}, size=(B, d.context_len))
+        text = context[:, :{text_len}].copy()
+        return context, text, np.ones(text.shape, bool)
+"""
+
+
+@pytest.mark.parametrize("low,high,text_len,message", [
+    (10, 20, 3, "returned text of shape (8, 3) (expected (8, 16)), loss_mask of shape (8, 3) (expected (8, 16))"),
+    (10, 10_000, "d.text_len", "returned context ids that are not integers in [0, 90) (the layout's vocabulary)"),
+])
+def test_a_task_returning_what_the_model_cannot_read_is_named(tmp_path, low, high, text_len, message):
+    # before: a short text trained silently on 3 of 16 positions; ids past the vocabulary were an IndexError traceback
+    cfg = trial_config(tmp_path, TASK.format(low=low, high=high, text_len=text_len))
+    data = yaml.safe_load(cfg.read_text())
+    data["data"]["tasks"] = ["mine"]
+    cfg.write_text(yaml.safe_dump(data))
+    r = lclab("train", cfg)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"synthetic task 'mine' from {tmp_path / 'plugin.py'} {message}" in " ".join(r.stderr.split()), r.stderr
+
+
 def test_a_broken_plugin_in_a_space_names_the_space_line(tmp_path):
     (tmp_path / "bad.py").write_text("1 / 0\n")
     space = mini_space(tmp_path, plugins=["bad.py"])

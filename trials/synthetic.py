@@ -184,4 +184,24 @@ def generate(task: str, seed: int, index: int, B: int, d: DataConfig) -> Batch:
     """Batch `index` of `task` for a stream seeded by `seed` (same inputs, same batch, on every machine)."""
     entry = TASKS[task]
     stream = entry.stream if entry.stream is not None else zlib.crc32(task.encode())
-    return entry.generate(np.random.default_rng([seed, index, stream]), B, d)
+    return _checked(task, B, d, entry.generate(np.random.default_rng([seed, index, stream]), B, d))
+
+
+def _checked(task: str, B: int, d: DataConfig, batch: Batch) -> Batch:
+    """The batch if it is what the model reads: a plugin task's wrong shape would fail deep in the model, and a token
+    id past the vocabulary as an index error (on CUDA, a device-side assert that kills the process)."""
+    context, text, mask = batch
+    shapes = {"context": (context, (B, d.context_len)), "text": (text, (B, d.text_len)), "loss_mask": (mask, (B, d.text_len))}
+    wrong = [f"{name} of shape {tuple(np.shape(a))} (expected {want})" for name, (a, want) in shapes.items()
+             if tuple(np.shape(a)) != want]
+    vocab = layout(d)["vocab_size"]
+    for name, ids in (("context", context), ("text", text)):
+        if not wrong and not (np.issubdtype(np.asarray(ids).dtype, np.integer) and 0 <= ids.min() and ids.max() < vocab):
+            wrong.append(f"{name} ids that are not integers in [0, {vocab}) (the layout's vocabulary)")
+    if not wrong and np.asarray(mask).dtype != bool:
+        wrong.append(f"a loss_mask of dtype {np.asarray(mask).dtype} (expected bool)")
+    if wrong:
+        raise ConfigError("data.tasks", f"synthetic task '{task}' from {TASKS.origin(task)} returned {', '.join(wrong)}",
+                          "return context (B, context_len), text (B, text_len) and a bool loss_mask (B, text_len) of "
+                          "token ids laid out by lclab.trials.synthetic.layout")
+    return batch
