@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import optuna
 
+from lclab.errors import ConfigError
 from lclab.registry import Registry
 
 SAMPLERS: Registry = Registry("sampler", "sampler", "lclab.sampler")
@@ -69,4 +70,10 @@ def build(registry: Registry, spec: dict, **extra):
     """The entry `spec["name"]` built with the spec's options; `objective` (which objective a pruner prunes on) is
     lclab's own and read by `lclab.search_space.pruning`."""
     options = {k: v for k, v in spec.items() if k not in ("name", "objective")}
-    return registry[spec["name"]](**extra, **options)
+    built = registry[spec["name"]](**extra, **options)
+    want = {"sampler": optuna.samplers.BaseSampler, "pruner": optuna.pruners.BasePruner}[registry.kind]
+    if not isinstance(built, want):  # else every worker fails at its first trial, on an Optuna method it lacks
+        raise ConfigError(registry.field, f"{registry.kind} '{spec['name']}' from {registry.origin(spec['name'])} "
+                          f"built a {type(built).__name__}, not an optuna.{want.__module__.split('.')[1]}.{want.__name__}",
+                          f"make the builder return an Optuna {registry.kind}")
+    return built

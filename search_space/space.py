@@ -473,6 +473,8 @@ def _named(spec: Any, key: str, registry, stub: Space, **extra) -> dict:
         with warnings.catch_warnings():  # Optuna flags TPE's multivariate/group as experimental: noise here
             warnings.simplefilter("ignore")
             build(registry, spec, **extra)
+    except ConfigError as err:
+        raise stub.error(key, err.problem, err.fix) from None
     except (TypeError, ValueError) as err:
         raise stub.error(key, f"{spec['name']} refuses its options: {err}",
                          f"use the options of {spec['name']} (its Optuna class's arguments; `lclab parts` lists them all)") from None
