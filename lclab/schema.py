@@ -70,6 +70,9 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
             kwargs[key] = value
         else:
             raise ConfigError(prefix + key, f"{value!r} is not {_describe(tp)}", _fix(value, tp))
+    for f in dataclasses.fields(cls):
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(prefix + f.name, "is required and not set", f"set it to {_describe(hints[f.name])}")
     return cls(**kwargs)
 
 

@@ -181,6 +181,10 @@ def test_a_broken_plugin_in_a_space_names_the_space_line(tmp_path):
 
 def test_plugin_options_are_validated_by_the_plugin_and_its_code_enters_the_config_hash(tmp_path):
     source = PLUGIN.read_text()
+    required = source.replace("temperature: float = 1.0", "temperature: float")  # an option without a default
+    r = lclab("train", trial_config(tmp_path, required, pooling="softmax_gate"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]  # was a TypeError from Options()
+    assert "field 'model.pooling_options.temperature': is required and not set" in " ".join(r.stderr.split())
     cfg = trial_config(tmp_path, source, pooling="softmax_gate", pooling_options={"temprature": 2.0})
     r = lclab("train", cfg)
     assert r.returncode == 2 and "model.pooling_options.temprature" in r.stderr and "temperature" in r.stderr
