@@ -2,6 +2,7 @@
 chosen by the profile's `executor` (slurm | local | debug): the same code path on a laptop and a cluster."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ SACCT_MIN_INTERVAL_S = 5.0  # watchers poll sacct at most this often, one batche
 
 
 def make_executor(profile: ClusterProfile, folder: Path, name: str) -> submitit.Executor:
+    if profile.executor == "slurm" and shutil.which("srun") is None:  # submitit's own test of a Slurm machine
+        raise ConfigError("--cluster", f"profile '{profile.name}' submits to Slurm, but this machine has no Slurm "
+                          "client (srun is not on PATH)", "start the sweep on a login node of the cluster, or run its "
+                          "workers on this machine with --cluster local")
     executor = submitit.AutoExecutor(folder=folder, cluster=profile.executor, slurm_max_num_timeout=profile.max_requeues)
     params = {"name": f"lclab-{name}", "timeout_min": profile.time_min, "nodes": profile.nodes,
               "tasks_per_node": profile.tasks_per_node, "cpus_per_task": profile.cpus_per_task,
@@ -38,23 +43,35 @@ def make_executor(profile: ClusterProfile, folder: Path, name: str) -> submitit.
     return executor
 
 
+# what sbatch says when the job itself asks for something the cluster will not give
+_PROFILE_WORDS = ("partition", "account", "qos", "node configuration", "policy", "time limit", "gres", "memory")
+
+
+def submission_fix(sbatch_error: str) -> str:
+    """The fix for a refused submission: the profile's request, or (no controller answered: sbatch found no
+    configuration or could not reach it) the machine the sweep was started on."""
+    if any(word in sbatch_error.lower() for word in _PROFILE_WORDS):
+        return "fix partition / account / qos / limits in the cluster profile"
+    return ("no Slurm controller answered here: start the sweep on a login node of the cluster (where `sinfo` "
+            "answers), or run its workers on this machine with --cluster local")
+
+
 def submit(space: Space, lab_dir: Path, profile: ClusterProfile, jobs: int, threads: int,
            retry_failed: bool = False) -> list[submitit.Job]:
     """Create the study (once, here: concurrent creation races) and queue again the points whose trials crashed
     (`requeue_crashed`), then submit `jobs` workers as one array."""
     lab_dir = lab_dir.resolve()
+    folder = lab_dir / profile.log_dir / space.name / "%j"
+    executor = make_executor(profile, folder, space.name)  # first: a machine without Slurm is refused before the study
     study = open_study(space, lab_dir)
     requeue_crashed(study, space, retry_failed)
-    folder = lab_dir / profile.log_dir / space.name / "%j"
-    executor = make_executor(profile, folder, space.name)
     source = str(Path(space.source).resolve())
     try:
         submitted = executor.map_array(SweepJob(), [source] * jobs, [str(lab_dir)] * jobs, [threads] * jobs,
                                        [space.storage] * jobs)
     except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as err:
-        message = str(err)  # submitit carries sbatch's own stderr
-        raise ConfigError("--cluster", f"Slurm refused the job array: {' '.join(message.split())[:400]}",
-                          "fix partition / account / qos / limits in the cluster profile") from None
+        message = " ".join(str(err).split())  # submitit carries sbatch's own stderr
+        raise ConfigError("--cluster", f"Slurm refused the job array: {message[:400]}", submission_fix(message)) from None
     record = [{"job_id": j.job_id, "executor": profile.executor, "folder": str(folder), "submitted": time.time()}
               for j in submitted]
     study.set_user_attr("slurm_jobs", study.user_attrs.get("slurm_jobs", []) + record)

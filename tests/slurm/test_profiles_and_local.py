@@ -1,6 +1,7 @@
 """Cluster profiles are checked before submission; `--cluster local` runs the same worker code through
 submitit's local executor (no Slurm needed)."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from lclab.errors import ConfigError
 from lclab.slurm.profiles import load_profile
 from lclab.testing import mini_space
 from lclab.trials.db import load_frame, storage_url
+from tests.services import unavailable
 
 ROOT = Path(__file__).parents[2]
 
@@ -47,6 +49,32 @@ def test_bad_profiles_are_refused_before_submission(tmp_path, body, message):
 def test_unknown_profile_name_lists_the_known_ones():
     r = lclab("sweep", ROOT / "search_space/presets/quickstart.yaml", "--cluster", "nowhere")
     assert r.returncode == 2 and "no cluster profile 'nowhere'" in r.stderr and "example_cluster" in r.stderr
+
+
+def test_a_slurm_profile_on_a_machine_without_slurm_is_one_error_before_the_study(tmp_path):
+    # a laptop or a compute node without the Slurm client: was submitit's RuntimeError traceback, after the study was made
+    r = subprocess.run([sys.executable, "-m", "lclab", "sweep", mini_space(tmp_path), "--cluster", "example_cluster",
+                        "--lab", tmp_path / "lab"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "COLUMNS": "250", "PATH": str(Path(sys.executable).parent)})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "profile 'example_cluster' submits to Slurm, but this machine has no Slurm client" in r.stderr
+    assert "--cluster local" in r.stderr and not (tmp_path / "lab").exists()
+
+
+def test_a_submission_no_controller_answers_says_where_to_run_not_what_to_fix_in_the_profile(tmp_path):
+    """sbatch that finds no usable Slurm configuration, as on a machine that is not part of the cluster (the
+    message was 'fix partition / account / qos' of a profile with nothing wrong in it)."""
+    if shutil.which("sbatch") is None:
+        unavailable("no sbatch on PATH (the Slurm client; CI installs it)")
+    (tmp_path / "slurm.conf").write_text("")  # sbatch refuses at once: 'ClusterName needs to be specified'
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"name": "p", "partition": "gpu", "time_min": 5, "signal_delay_s": 10}))
+    r = subprocess.run([sys.executable, "-m", "lclab", "sweep", mini_space(tmp_path), "--cluster", profile,
+                        "--lab", tmp_path / "lab"], capture_output=True, text=True, cwd=ROOT,
+                       env={**os.environ, "COLUMNS": "250", "SLURM_CONF": str(tmp_path / "slurm.conf")})
+    message = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "Slurm refused the job array" in message, message
+    assert "no Slurm controller answered here" in message and "partition" not in message.split("Fix:")[1]
 
 
 @pytest.mark.parametrize("executor,jobs", [("local", 2), ("debug", 1)])

@@ -226,6 +226,7 @@ def test_a_profile_with_a_wrong_partition_is_refused_with_slurms_reason(slurm, t
     profile.write_text(yaml.safe_dump({"name": "bad", "partition": "no_such_partition", "time_min": 5, "signal_delay_s": 10}))
     r = lclab("sweep", mini_space(tmp_path), "--cluster", profile, "--lab", tmp_path / "lab")
     assert r.returncode == 2 and "Invalid partition name specified" in r.stderr and "Traceback" not in r.stderr
+    assert "fix partition / account / qos" in " ".join(r.stderr.split())
 
 
 def test_asha_prunes_across_slurm_jobs_through_the_shared_storage(slurm, tmp_path):
