@@ -13,7 +13,7 @@ from lclab.analysis.importance import importance
 from lclab.analysis.literature import Check, check, load_findings
 from lclab.analysis.load import Lab, StudyInfo
 from lclab.analysis.pareto import design_costs, fronts
-from lclab.analysis.principles import Claim, principles
+from lclab.analysis.principles import Claim, level_text, principles
 from lclab.analysis.recipe import Recipe, recipes
 from lclab.analysis.scaling import Fit, fit_designs
 from lclab.errors import ConfigError
@@ -83,7 +83,7 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
         params = [c for c in rows.columns if c.startswith("param.")]
         points = {}
         for _, r in infeasible.iterrows():
-            point = ", ".join(f"{c.removeprefix('param.')} = {r[c]}" for c in params if r[c] == r[c])
+            point = ", ".join(f"{c.removeprefix('param.')} = {level_text(r[c])}" for c in params if r[c] == r[c])
             points.setdefault(r["infeasible"], set()).add(point)
         notes.append(f"{len(infeasible)} points are infeasible and were never trained: " + "; ".join(
             f"{'; '.join(sorted(p))} ({reason})" for reason, p in points.items()))
@@ -128,7 +128,7 @@ def analyze(lab: Lab, study: str, objective: int = 0, min_effect: float | None =
 
 
 def _label(row, axes: list[str]) -> str:
-    return ", ".join(f"{a} = {row[a]}" for a in axes if a in row) or "the configuration"
+    return ", ".join(f"{a} = {level_text(row[a])}" for a in axes if a in row) or "the configuration"
 
 
 def _compared(bad: pd.DataFrame, every: pd.DataFrame, axis: str, compared: list | None, axes: list[str]) -> pd.DataFrame:

@@ -47,8 +47,13 @@ def _p(p: float) -> str:
     return "p_holm < 0.001" if p < 1e-3 else f"p_holm = {p:.3f}"
 
 
+def level_text(level) -> str:
+    """A level as a reader reads it: a sampled float to 4 significant digits (0.00023, not 0.00023002760775222867)."""
+    return f"{level:.4g}" if isinstance(level, float) else str(level)
+
+
 def _level(axis: str, level) -> str:
-    return f"{axis} = {level}"
+    return f"{axis} = {level_text(level)}"
 
 
 def _stratum_ok(est, p_holm: float, sign: float) -> bool:

@@ -18,6 +18,7 @@ from lclab.analysis import plots
 from lclab.analysis.analyze import StudyAnalysis, analyze, scaling
 from lclab.analysis.load import Lab
 from lclab.analysis.pareto import COSTS
+from lclab.analysis.principles import level_text
 from lclab.errors import make_folder
 from lclab.trials.db import tokens_spent
 
@@ -26,6 +27,12 @@ APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "learned", "dur
 
 
 # blocks: ("h", level, text) | ("p", text) | ("list", [text]) | ("table", DataFrame) | ("img", name, png) | ("code", text)
+def _level_order(level) -> tuple:
+    """Numbers by value (4 before 16), then every other level by its text: an axis may mix them (auto, 4, 8)."""
+    number = isinstance(level, (int, float, np.number)) and not isinstance(level, bool)
+    return (0, float(level), "") if number else (1, 0.0, str(level))
+
+
 def build(lab: Lab, studies: list[str], out: Path, objective: int = 0, target_flops: float | None = None,
           min_effect: float | None = None, include_unlearned: bool = False) -> dict[str, Path]:
     analyses = [analyze(lab, s, objective, min_effect, include_unlearned) for s in studies]
@@ -81,14 +88,16 @@ def _header(lab: Lab, studies, analyses) -> list:
     rows = []
     for a in analyses:
         f = frame[frame.study == a.info.name]
-        rows.append({"study": a.info.name, "objective": f"{a.metric} ({'max' if a.maximize else 'min'})",
+        others = [f"--objective {i}: {m} ({a.info.directions[i][:3]})" for i, m in enumerate(a.info.objectives) if m != a.metric]
+        rows.append({"study": a.info.name, "objective": f"{a.metric} ({'max' if a.maximize else 'min'})" + (
+                         f"; the study's other objectives: {', '.join(others)}" if others else ""),
                      "sampler": a.info.sampler, "budget": json.dumps(a.info.budget),
                      **{s: a.states.get(s, 0) for s in ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING", "WAITING")},
                      "configurations": a.every_seed.config.nunique(), "tokens trained": f"{tokens_spent(f):.3g}",
                      "trial hours": round(float(f.duration_s.fillna(0).sum()) / 3600, 2)})
     blocks.append(("table", pd.DataFrame(rows)))
     for a in analyses:
-        axes = [{"axis": ax, "role": role, "levels": ", ".join(map(str, sorted(a.every_seed[ax].unique(), key=str)))
+        axes = [{"axis": ax, "role": role, "levels": ", ".join(map(level_text, sorted(a.every_seed[ax].unique(), key=_level_order)))
                  if ax in a.every_seed else "(tuned per configuration)" if role == "nuisance" else ""}
                 for ax, role in a.info.roles.items()]
         blocks += [("p", f"What {a.info.name} searched ({a.info.space_file or 'space file not recorded'}):"),

@@ -131,6 +131,23 @@ def test_report_on_a_real_sweep(tmp_path):
     assert cfg.model.ratio in (4, 8) and cfg.model.pooling in ("mean", "attention")
 
 
+def test_a_multi_objective_sweep_over_a_sampled_float_names_its_other_objectives_and_readable_levels(tmp_path):
+    axes = {"ratio": {"values": [4, 8]}, "lr": {"path": "train.lr_decoder", "low": 1e-4, "high": 1e-2, "log": True}}
+    objectives = [{"metric": "val/loss_compressed"}, {"metric": "flops_per_token/total", "direction": "minimize"}]
+    run_sweep(load_space(mini_space(tmp_path, axes=axes, objectives=objectives, sampler="nsga2", seeds=[0],
+                                    budget={"steps": 2})), tmp_path / "lab")
+    for objective, shown, other in ((0, "val/loss_compressed (min)", "--objective 1: flops_per_token/total (min)"),
+                                    (1, "flops_per_token/total (min)", "--objective 0: val/loss_compressed (min)")):
+        r = lclab("report", "mini", "--lab", tmp_path / "lab", "-o", tmp_path / f"r{objective}", "--objective", objective)
+        assert r.returncode == 0, r.stderr
+        md = (tmp_path / f"r{objective}" / "report.md").read_text()
+        # the overview said only the analysed objective, as if the study had no other
+        assert f"| mini | {shown}; the study's other objectives: {other} | nsga2 |" in md, md
+    levels = re.search(r"\| lr \| scientific \| ([^|]+) \|", md).group(1).split(", ")
+    assert len(levels) == 4 and all(len(level) <= 9 for level in levels), levels  # 4 significant digits, not 17
+    assert [float(v) for v in levels] == sorted(float(v) for v in levels)
+
+
 def test_a_plain_optuna_study_gets_a_report_without_a_recipe(tmp_path):
     """A study lclab did not make (e.g. a Hydra Optuna sweep): no configs, no seeds; its parameters and values still
     give importance and effects, and the report says why there is no recipe."""
