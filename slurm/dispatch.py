@@ -78,18 +78,29 @@ def submit(space: Space, lab_dir: Path, profile: ClusterProfile, jobs: int, thre
     return submitted
 
 
+def _slurm(command: list[str], fix: str, harmless: tuple[str, ...] = ()) -> str:
+    """stdout of a Slurm client command; a machine without the client, or a command that fails, is one error.
+    `harmless`: error lines that, when they are all there is, do not count as a failure."""
+    try:
+        out = subprocess.run(command, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ConfigError(command[0], f"Slurm's {command[0]} is not on this machine's PATH",
+                          "run this on a login node of the cluster the study's jobs were submitted to") from None
+    errors = [line for line in out.stderr.splitlines() if line.strip()]
+    if out.returncode != 0 and not (harmless and errors and all(any(h in e.lower() for h in harmless) for e in errors)):
+        raise ConfigError(command[0], f"{command[0]} failed: {' '.join(out.stderr.split())[:300]}", fix)
+    return out.stdout
+
+
 def sacct(job_ids: list[str]) -> dict[str, dict]:
     """One batched sacct call for all jobs (array tasks expanded): {job id: {state, exit, node, elapsed, reason}}."""
     masters = sorted({j.split("_")[0] for j in job_ids})
     if not masters:
         return {}
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", ",".join(masters), "-o", "JobID,State,ExitCode,NodeList,Elapsed,Reason"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise ConfigError("sacct", f"sacct failed: {out.stderr.strip()[:300]}",
-                          "Slurm accounting (slurmdbd) must be running: lclab needs it to see what happened to a job")
+    out = _slurm(["sacct", "-X", "-n", "-P", "-j", ",".join(masters), "-o", "JobID,State,ExitCode,NodeList,Elapsed,Reason"],
+                 "Slurm accounting (slurmdbd) must be running: lclab needs it to see what happened to a job")
     rows = {}
-    for line in out.stdout.splitlines():
+    for line in out.splitlines():
         job, state, code, node, elapsed, reason = (line.split("|") + [""] * 6)[:6]
         rows[job] = {"state": state.split()[0] if state else "UNKNOWN", "exit": code, "node": node, "elapsed": elapsed,
                      "reason": reason}
@@ -147,8 +158,10 @@ def cancel(study: optuna.Study) -> tuple[list[str], list[int]]:
     that resume from the trials' checkpoints with their intermediate values."""
     rows = job_table(study)
     live = [r["job"] for r in rows if r["state"] not in FINISHED]
-    if live:
-        subprocess.run(["scancel", *live], check=False, capture_output=True)
+    if live:  # its trials are queued again only once their jobs are surely stopped: else two workers would train them
+        _slurm(["scancel", *live], "no trial was queued again; cancel the jobs with scancel yourself (or ask who owns "
+                                   "them), then run lclab cancel again",
+               harmless=("already completing or completed", "invalid job id"))  # ended since sacct saw it: stopped
     retried = []
     jobs = {r["job"] for r in rows}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

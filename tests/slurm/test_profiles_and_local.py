@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
@@ -59,6 +60,25 @@ def test_a_slurm_profile_on_a_machine_without_slurm_is_one_error_before_the_stud
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "profile 'example_cluster' submits to Slurm, but this machine has no Slurm client" in r.stderr
     assert "--cluster local" in r.stderr and not (tmp_path / "lab").exists()
+
+
+def test_jobs_and_cancel_on_a_machine_without_slurm_name_it_and_requeue_nothing(tmp_path):
+    # a study whose worker runs in Slurm job 4242_0, looked at from a machine without the Slurm client: was a
+    # FileNotFoundError traceback from sacct
+    (tmp_path / "lab").mkdir()
+    url = storage_url(None, tmp_path / "lab")
+    study = optuna.create_study(study_name="s", storage=url)
+    study.set_user_attr("slurm_jobs", [{"job_id": "4242_0", "executor": "slurm", "folder": str(tmp_path / "%j"),
+                                        "submitted": 0.0}])
+    trial = study.ask()
+    study._storage.set_trial_user_attr(trial._trial_id, "slurm_job", "4242_0")
+    for command in ("jobs", "cancel"):
+        r = subprocess.run([sys.executable, "-m", "lclab", command, "s", "--lab", tmp_path / "lab"], capture_output=True,
+                           text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "250", "PATH": str(Path(sys.executable).parent)})
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert "Slurm's sacct is not on this machine's PATH" in r.stderr and "login node" in r.stderr
+    [after] = optuna.load_study(study_name="s", storage=url).get_trials(deepcopy=False)
+    assert after.state == optuna.trial.TrialState.RUNNING  # not failed and queued again while its job may still run
 
 
 def test_a_submission_no_controller_answers_says_where_to_run_not_what_to_fix_in_the_profile(tmp_path):
