@@ -218,6 +218,9 @@ def run_trial(cfg: TrialConfig, *, resume: bool = False, callbacks: list | tuple
             start_step, ckpt_path = step, str(last)
         else:
             print(resume_problem, flush=True)
+    elif resume and phase == "train":  # asked to resume a run that never saved: say so before it trains in full
+        print(f"resume: no checkpoint in {run_dir} (a configuration not run before: every field but output, logging "
+              "and checkpoint cadence names its run), so it trains from step 0", flush=True)
     reset_peak_memory(gpu)
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)

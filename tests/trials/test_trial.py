@@ -61,6 +61,16 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path):
     assert same(quality(full.metrics), quality(resumed.metrics))
 
 
+def test_resuming_a_run_that_never_saved_says_it_trains_from_step_0(tmp_path, capsys):
+    # e.g. `lclab train --resume --set train.steps=...`: a changed budget is a new configuration, with no checkpoint
+    cfg = small_trial(tmp_path)
+    first = run_trial(cfg, resume=True)
+    assert f"resume: no checkpoint in {first.run_dir}" in capsys.readouterr().out
+    assert first.metrics["meta/resumed_from_step"] == 0
+    again = run_trial(cfg, resume=True)
+    assert "no checkpoint" not in capsys.readouterr().out and again.metrics["meta/resumed_from_step"] == 12
+
+
 def test_checkpoints_load_with_weights_only_and_include_the_final_step(tmp_path):
     result = run_trial(small_trial(tmp_path, train={"checkpoint_every": 5}))  # 12 steps: saves at 5, 10 and the end
     state = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
