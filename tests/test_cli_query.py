@@ -1,6 +1,7 @@
 """`lclab studies` and `lclab trials` on a real sweep database."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,19 @@ def test_load_frame_reads_a_bare_path_by_its_suffix(lab, tmp_path):
     assert (frame.state == "COMPLETE").sum() == 4
     with pytest.raises(Exception, match="cannot tell what kind of trial database.*journal"):
         load_frame(str(tmp_path / "lab.txt"))
+
+
+def test_a_relative_storage_path_beside_the_user_is_named_with_the_fix(lab, tmp_path):
+    # --storage copy.db from the folder holding copy.db reads lab/copy.db (documented): the error said only "run a sweep"
+    shutil.copy(lab / "lab.db", tmp_path / "copy.db")
+    r = subprocess.run([sys.executable, "-m", "lclab", "trials", "mini", "--storage", "copy.db"], capture_output=True,
+                       text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "250"})
+    message = " ".join(r.stderr.split())
+    assert r.returncode == 2 and f"no trial database at {tmp_path / 'lab' / 'copy.db'}" in message, message
+    assert f"pass --storage {tmp_path / 'copy.db'} or --lab ." in message
+    r = subprocess.run([sys.executable, "-m", "lclab", "trials", "mini", "--storage", "copy.db", "--lab", "."],
+                       capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0 and "val/loss_compressed" in r.stdout, r.stderr[-2000:]
 
 
 def test_csv_export_has_flat_columns(lab, tmp_path):

@@ -72,8 +72,11 @@ def open_storage(url: str, must_exist: bool = False) -> optuna.storages.BaseStor
     url = storage_url(url, ".")
     local = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") or "://" not in url else None
     if must_exist and local is not None and not local.is_file():
-        raise ConfigError("storage", f"no trial database at {local}",
-                          "run a sweep first (lclab sweep SPACE.yaml), or pass --lab/--storage pointing at an existing one")
+        here = Path(local.name)  # `--storage x.db` beside the user, read (as documented) from the lab directory
+        fix = (f"a relative --storage path is read from the lab directory; for the {here} here, pass --storage "
+               f"{here.resolve()} or --lab ." if here.is_file() and here.resolve() != local else
+               "run a sweep first (lclab sweep SPACE.yaml), or pass --lab/--storage pointing at an existing one")
+        raise ConfigError("storage", f"no trial database at {local}", fix)
     if local is not None:
         make_folder(local.parent, "storage", "point --lab or --storage at a folder you can write to")
         if "://" not in url and local.is_file():
