@@ -41,7 +41,9 @@ def run_sweep(space: Space, lab_dir: Path, workers: int = 1, on_tick=None,
     if requeued and on_note:
         on_note(f"{requeued} point(s) whose trials crashed are queued again")
     if replicate:
-        replicate_top(study, space, *replicate)
+        said = replicate_top(study, space, *replicate)
+        if on_note:
+            on_note(said)
     threads = max(1, (os.cpu_count() or 1) // workers)
     died: list[str] = []
     for attempt in range(2):  # a second round only for trials a dead worker left RUNNING

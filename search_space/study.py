@@ -98,9 +98,16 @@ def target_trials(space: Space, study: optuna.Study) -> int:
     return space.n_trials * (space.nuisance_trials if space.nuisance else 1) * len(space.seeds) + extra
 
 
-def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> list[dict]:
+def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> str:
     """Enqueue the best k scientific configurations (scored by their best nuisance setting, averaged
-    over seeds) with n_seeds new seeds each, so that analysis has variance to work with."""
+    over seeds) with n_seeds new seeds each, so that analysis has variance to work with; says what it did.
+    Replicas an earlier call queued and no worker has trained yet (an interrupted run, re-run as told) are
+    trained first, and no new ones are added: else every resume would add n_seeds more."""
+    pending = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+               if "replica_of" in t.user_attrs]
+    if pending:
+        return (f"{len(pending)} replica(s) an earlier --replicate-top queued are not trained yet: they are trained now, "
+                "and no new seeds are added (run it again once they are done to add more)")
     frame = load_frame(storage_of(study), [study.study_name])
     done = frame[frame.state == "COMPLETE"] if not frame.empty else frame
     if done.empty:
@@ -119,7 +126,7 @@ def replicate_top(study: optuna.Study, space: Space, k: int, n_seeds: int) -> li
             study.enqueue_trial(params, user_attrs={"seed": seed, "replica_of": int(row["number"])})
         chosen.append(params)
     study.set_user_attr("extra_trials", study.user_attrs.get("extra_trials", 0) + len(chosen) * len(new_seeds))
-    return chosen
+    return f"the best {len(chosen)} configuration(s) are queued with new seed(s) {', '.join(map(str, new_seeds))}"
 
 
 class StopAt:

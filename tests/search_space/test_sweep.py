@@ -14,7 +14,7 @@ import pytest
 from lclab.search_space.space import load_space
 from lclab.search_space.local import run_sweep, worker
 from lclab.search_space.objective import Objective
-from lclab.search_space.study import counts, open_study
+from lclab.search_space.study import counts, open_study, replicate_top
 from tests.services import fresh_database, postgres_url  # noqa: F401  (fixture)
 from lclab.testing import MINI_BASE, mini_space
 from lclab.trials.db import load_frame, open_storage, storage_url, tokens_spent
@@ -326,6 +326,15 @@ def test_nuisance_search_per_configuration_and_replicate_top(tmp_path):
     best_key = frame[frame.nuisance_best].sort_values("value").scientific_key.iloc[0]
     assert sorted(replicas.seed) == [1, 2] and set(replicas.scientific_key) == {best_key}
     assert (replicas.state == "COMPLETE").all()
+    # a replication interrupted before its replicas trained, then re-run as told ("run the same command to resume"):
+    # its queued replicas are trained and no more are added (each re-run added --seeds new ones)
+    queued = replicate_top(study, space, 1, 2)
+    notes = []
+    run_sweep(space, tmp_path / "lab", replicate=(1, 2), on_note=notes.append)
+    frame = load_frame(storage_url(None, tmp_path / "lab"), ["mini"])
+    assert sorted(frame[frame.seed >= 1].seed) == [1, 2, 3, 4] and (frame.state == "COMPLETE").all()
+    assert "new seed(s) 3, 4" in queued
+    assert any("2 replica(s) an earlier --replicate-top queued are not trained yet" in n for n in notes), notes
 
 
 def test_nsga2_sweeps_several_objectives(tmp_path):
