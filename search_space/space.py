@@ -304,10 +304,14 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     constraints = [_expr(c, f"constraints.{i}", stub) for i, c in enumerate(data.get("constraints") or [])]
     objectives = data["objectives"]
     if not isinstance(objectives, list) or not objectives or not all(
-            isinstance(o, dict) and set(o) <= {"metric", "direction"} and "metric" in o
-            and o.get("direction", DEFAULT_DIRECTION) in ("minimize", "maximize") for o in objectives):
+            isinstance(o, dict) and set(o) <= {"metric", "direction"} and "metric" in o for o in objectives):
         raise stub.error("objectives", "objectives must be a list of {metric, direction: minimize|maximize}",
                          "write e.g. [{metric: val/loss_compressed, direction: minimize}]")
+    for i, o in enumerate(objectives):
+        if o.get("direction", DEFAULT_DIRECTION) not in ("minimize", "maximize"):
+            close = {"min": "minimize", "max": "maximize"}.get(str(o["direction"]).lower()[:3])
+            raise stub.error(f"objectives.{i}.direction", f"{o['direction']!r} is not minimize or maximize",
+                             f"did you mean '{close}'?" if close else "write direction: minimize or direction: maximize")
     sampler = _named(data.get("sampler", {"name": "tpe"}), "sampler", SAMPLERS, stub, seed=0)
     pruner = _named(data.get("pruner", {"name": "none"}), "pruner", PRUNERS, stub)
     if len(objectives) > 1 and sampler["name"] not in ("nsga2", "random", "grid", "ablation"):
@@ -332,6 +336,9 @@ def load_space(path: str | Path, storage: str | None = None) -> Space:
     if not seeds or not all(isinstance(s, int) and 0 <= s < 2**32 for s in seeds):
         raise stub.error("seeds", "seeds must be a count or a list of integers from 0 to 2**32 - 1",
                          "write seeds: 3 or seeds: [0, 1, 2]")
+    repeated = [v for i, v in enumerate(seeds) if v in seeds[:i]]
+    if repeated:  # the same seed trains the same trial twice: a duplicate, never a second seed
+        raise stub.error("seeds", f"seed {repeated[0]} is listed twice", "list each seed once, e.g. seeds: [0, 1, 2]")
     n_trials, nuisance_trials = data["n_trials"], data.get("nuisance_trials", Space.nuisance_trials)
     if isinstance(nuisance_trials, bool) or not isinstance(nuisance_trials, int) or nuisance_trials < 1:
         raise stub.error("nuisance_trials", f"{nuisance_trials!r} is not a positive integer", "set nuisance_trials: 4")
