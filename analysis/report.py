@@ -94,7 +94,7 @@ def _header(lab: Lab, studies, analyses) -> list:
                      "sampler": a.info.sampler, "budget": json.dumps(a.info.budget),
                      **{s: a.states.get(s, 0) for s in ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING", "WAITING")},
                      "configurations": a.every_seed.config.nunique(), "tokens trained": f"{tokens_spent(f):.3g}",
-                     "trial hours": round(float(f.duration_s.fillna(0).sum()) / 3600, 2)})
+                     "trial hours": f"{float(f.duration_s.fillna(0).sum()) / 3600:.2g}"})  # 2 digits: a CPU study is minutes
     blocks.append(("table", pd.DataFrame(rows)))
     for a in analyses:
         axes = [{"axis": ax, "role": role, "levels": ", ".join(map(level_text, sorted(a.every_seed[ax].unique(), key=_level_order)))

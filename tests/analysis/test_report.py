@@ -119,6 +119,8 @@ def test_report_on_a_real_sweep(tmp_path):
     # what was run is described whether or not it learned: 4 configurations, both axes' levels, 2 seeds each
     assert "| mini | val/loss_compressed (min) | grid | {\"steps\": 4} | 8 | 0 | 0 | 0 | 0 | 0 | 4 |" in md, md
     assert "| pooling | scientific | attention, mean |" in md and "| ratio | scientific | 4, 8 |" in md
+    hours = float(re.search(r"\| mini \|(?:[^|]*\|){11} ([^|]+) \|", md).group(1))
+    assert 0 < hours < 0.1  # 8 trials of seconds: was rounded to 0 trial hours
     assert "(no configuration has two seeds that learned)" in md and "run with more than one seed" not in md
     assert not (tmp_path / "unlearned" / "recipe.yaml").exists()
     # ... unless asked to analyse them anyway
