@@ -26,13 +26,13 @@ APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "learned", "dur
                     "infeasible", "run_dir"]
 
 
-# blocks: ("h", level, text) | ("p", text) | ("list", [text]) | ("table", DataFrame) | ("img", name, png) | ("code", text)
 def _level_order(level) -> tuple:
     """Numbers by value (4 before 16), then every other level by its text: an axis may mix them (auto, 4, 8)."""
     number = isinstance(level, (int, float, np.number)) and not isinstance(level, bool)
     return (0, float(level), "") if number else (1, 0.0, str(level))
 
 
+# blocks: ("h", level, text) | ("p", text) | ("list", [text]) | ("table", DataFrame) | ("img", name, png) | ("code", text)
 def build(lab: Lab, studies: list[str], out: Path, objective: int = 0, target_flops: float | None = None,
           min_effect: float | None = None, include_unlearned: bool = False) -> dict[str, Path]:
     analyses = [analyze(lab, s, objective, min_effect, include_unlearned) for s in studies]
