@@ -53,6 +53,8 @@ def load_plugins(specs: list[str], field: str = "plugins") -> dict[str, str]:
     for spec in specs:
         if spec in _loaded:
             continue
+        if spec.endswith((".py", "/")) and Path(spec).is_dir():  # a bare name may be a package: imported below
+            raise ConfigError(field, f"plugin {spec} is a folder", "name the .py files in it, e.g. plugins: [parts/pooling.py]")
         if spec.endswith(".py"):
             path = Path(spec)
             if not path.is_file():

@@ -92,11 +92,14 @@ def trial_config(tmp_path: Path, plugin_source: str | None, **model) -> Path:
              return self.groups(states, valid)[0].mean(2)
      """, "pooling 'undocumented' from {path} has no description"),
     (None, "plugin file {path} does not exist"),
+    ("folder", "plugin {path} is a folder"),  # said 'does not exist' of a folder that does
 ])
 def test_a_broken_missing_or_clashing_plugin_is_one_clear_error(tmp_path, source, message):
-    cfg = trial_config(tmp_path, source)
-    if source is None:
+    cfg = trial_config(tmp_path, None if source == "folder" else source)
+    if source in (None, "folder"):
         cfg.write_text(cfg.read_text() + "plugins: [plugin.py]\n")
+    if source == "folder":
+        (tmp_path / "plugin.py").mkdir()
     r = lclab("train", cfg)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert message.format(path=tmp_path / "plugin.py") in " ".join(r.stderr.split()), r.stderr
