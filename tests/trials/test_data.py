@@ -109,6 +109,20 @@ def test_an_unreachable_hub_dataset_names_the_field_and_the_cause(monkeypatch):
         load_corpus(DataConfig(source="hub", path=["no-such-user/no-such-dataset"]))
 
 
+def test_a_hub_dataset_without_the_offline_flag_fails_in_one_paragraph(monkeypatch, capfd):
+    """A node without network and without HF_DATASETS_OFFLINE: huggingface_hub retries (~40 s here) and printed a
+    warning line per retry above lclab's error. With network, an unknown name fails at once; either way, one error."""
+    from lclab.trials.config import DataConfig
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ConfigError, match=r"data.path.*could not load hub dataset") as err:
+        load_corpus(DataConfig(source="hub", path=["no-such-user/no-such-dataset"]))
+    printed = capfd.readouterr()
+    assert "Retrying" not in printed.err + printed.out and "thrown while requesting" not in printed.err + printed.out
+    assert "HF_DATASETS_OFFLINE=1" in err.value.fix
+
+
 def test_a_folder_stands_for_the_data_files_in_it(tmp_path):
     folder = tmp_path / "shards"
     folder.mkdir()

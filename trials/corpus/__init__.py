@@ -105,13 +105,21 @@ def _load_local(files: list[Path], d: DataConfig):
 def _load_hub(d: DataConfig):
     import datasets
 
+    from huggingface_hub.utils import logging as hub_logging
+
     name, *config = d.path
     datasets.disable_progress_bars()
+    quiet = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()  # its five 'Retrying in Ns' warnings per file: the error below says it once
     try:
         ds = datasets.load_dataset(name, *config[:1], split="train")
     except (OSError, ValueError) as err:  # no network, unknown name, gated dataset (all OSErrors), bad config name
         raise ConfigError("data.path", f"could not load hub dataset {d.path} ({type(err).__name__}: {str(err)[:200]})",
-                          "check the name and network access, or download it and use source: files") from None
+                          "check the name and network access (on a machine without network: load it once where there "
+                          "is one, then set HF_DATASETS_OFFLINE=1 to read the cache), or download it and use source: "
+                          "files") from None
+    finally:
+        hub_logging.set_verbosity(quiet)
     return ds, hashlib.sha256(f"{d.path}:{ds._fingerprint}".encode()).hexdigest()[:16]
 
 
