@@ -227,3 +227,31 @@ def test_an_installed_package_registers_through_entry_points(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["entry point 'first = demo_parts:FirstPooling' of package lclab-demo-parts",
                                           "(2, 8, 128)"]
+
+
+def test_a_researcher_holds_their_own_parts_to_the_registry_contract(tmp_path):
+    # the README's command, on a pooling whose analytic FLOPs were forgotten: every report's compute axis would be wrong
+    (tmp_path / "mine.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+        from lclab.models import POOLINGS, Pooling
+
+        @POOLINGS.register("proj_mean")
+        class ProjMean(Pooling):
+            """A linear map of the group mean, its FLOPs forgotten."""
+
+            @classmethod
+            def n_params(cls, cfg):
+                return cfg.encoder.d_model ** 2
+
+            def __init__(self, cfg):
+                super().__init__(cfg)
+                self.proj = nn.Linear(cfg.encoder.d_model, cfg.encoder.d_model, bias=False)
+
+            def forward(self, states, valid):
+                return self.proj(self.groups(states, valid)[0].mean(2))
+    '''))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/models/test_registry.py"),
+                        "-k", "proj_mean"], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "LCLAB_TEST_PLUGINS": "mine.py"}, timeout=600)
+    assert r.returncode == 1 and "2 failed" in r.stdout, r.stdout[-3000:]  # both stride settings of test_pooling_contract
+    assert "test_pooling_contract[0-4-proj_mean]" in r.stdout and "assert 0 == " in r.stdout

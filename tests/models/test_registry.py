@@ -1,7 +1,9 @@
-"""Every registered part, built-in or plugin (tests/plugins/my_parts.py is loaded first), meets the contract of its
+"""Every registered part, built-in or plugin (tests/plugins/my_parts.py is loaded first, then the files or modules
+in $LCLAB_TEST_PLUGINS, separated by ':', so a researcher can hold their own parts to it), meets the contract of its
 registry: shapes, ceil(T / r) latents, gradients to every parameter, analytic parameters and FLOPs equal to the
 built module's and to torch.utils.flop_counter's."""
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ from lclab.trials import TASKS, DataConfig
 from lclab.trials.synthetic import generate, layout
 
 PLUGIN = Path(__file__).parents[1] / "plugins" / "my_parts.py"
-load_plugins([str(PLUGIN)])
+load_plugins([str(PLUGIN), *(str(Path(p).resolve()) if p.endswith(".py") else p
+                             for p in os.environ.get("LCLAB_TEST_PLUGINS", "").split(os.pathsep) if p)])
 
 
 def config(pooling="mean", adapter="mlp", overlap=4, ratio=4, d_enc=32, d_dec=48) -> ModelConfig:
