@@ -369,8 +369,11 @@ def trials(
             expr = Expression(where)
             keep = [matches(expr, {short[c]: v for c, v in row.items()} | row) for row in frame.to_dict("records")]
         except ExpressionError as err:
-            bare = sorted((n for n in names if not n.isidentifier() and n in where and f"`{n}`" not in where), key=len)
-            hint = f"; a name holding / or . goes in backquotes: `{bare[-1]}`" if bare else ""
+            bare = sorted((n for n in {*names, *frame.columns} if not n.isidentifier() and n in where
+                           and f"`{n}`" not in where), key=len)
+            axis = bare[-1].removeprefix("param.") if bare else ""
+            hint = ("" if not bare else f"; an axis goes by its name alone: {axis}" if axis != bare[-1] and axis.isidentifier()
+                    else f"; a name holding / or . goes in backquotes: `{bare[-1]}`")
             raise ConfigError("--where", f"{err}{hint}", f"use columns of the study: {', '.join(names)}") from None
         frame = frame[keep]
 

@@ -68,7 +68,7 @@ class Expression:
         allowed = (ast.BinOp, ast.BoolOp, ast.Compare, ast.UnaryOp, ast.IfExp, ast.Constant, ast.Name, ast.Tuple,
                    ast.List, ast.Load, ast.And, ast.Or, *_BINARY, *_COMPARE, *_UNARY)
         if not isinstance(node, allowed):
-            raise ExpressionError(f"'{self.source}' uses {type(node).__name__}, which constraints do not allow "
+            raise ExpressionError(f"'{self.source}' uses {type(node).__name__}, which lclab expressions do not allow "
                                   "(only arithmetic, comparisons, and/or/not and names)")
         if isinstance(node, ast.Name):
             self.names.add(self.quoted.get(node.id, node.id))

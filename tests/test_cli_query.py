@@ -64,6 +64,7 @@ def test_trials_where_sort_columns_and_formats(lab, tmp_path):
     (["report", "mini", "-o", "{tmp}/report", "--min-effect", "0"], "--min-effect': 0.0 is not a positive number"),
     (["trials", "mini", "--format", "xml"], "unknown format"),
     (["trials", "mini", "--where", "val/loss_compressed < 5"], "in backquotes: `val/loss_compressed`"),
+    (["trials", "mini", "--where", "param.ratio == 4"], "an axis goes by its name alone: ratio"),
     (["trials", "mini", "--where", "ratio > 'a'"], "not supported between instances of 'int' and 'str'"),
 ])
 def test_bad_queries_are_clear_errors(lab, tmp_path, args, message):
