@@ -325,13 +325,12 @@ def studies(lab: Path = typer.Option(Path("lab")), storage: Optional[str] = type
 
     store = open_storage(storage_url(storage, lab), must_exist=True)
     table = Table(title="studies")
-    for col in ("study", "complete", "pruned", "infeasible", "fail", "running", "best"):
+    for col in ("study", *(state.lower() for state in STATES), "best"):  # waiting too: queued points not yet trained
         table.add_column(col)
     for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=store)
         c = counts(study)
-        table.add_row(summary.study_name, *(str(c[k]) for k in ("COMPLETE", "PRUNED", "INFEASIBLE", "FAIL", "RUNNING")),
-                      _best(study))
+        table.add_row(summary.study_name, *(str(c[k]) for k in STATES), _best(study))
     console.print(table)
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import optuna
 import pytest
 
 from lclab.search_space.space import load_space
@@ -28,9 +29,18 @@ def lclab(*args):
                           env={**os.environ, "COLUMNS": "250"})
 
 
-def test_studies_lists_counts_and_best(lab):
+def test_studies_lists_counts_and_best(lab, tmp_path):
     out = lclab("studies", "--lab", lab)
     assert out.returncode == 0 and "mini" in out.stdout and "4" in out.stdout
+    # a study with points queued and not trained yet (an interrupted grid): the waiting ones were not shown at all
+    shutil.copy(lab / "lab.db", tmp_path / "lab.db")
+    study = optuna.load_study(study_name="mini", storage=f"sqlite:///{tmp_path / 'lab.db'}")
+    for ratio in (4, 8, 16):
+        study.enqueue_trial({"ratio": ratio})
+    out = lclab("studies", "--lab", tmp_path)
+    header, row = [line for line in out.stdout.splitlines() if "waiting" in line or "mini" in line][:2]
+    cells = dict(zip([c.strip() for c in header.split("┃")[1:-1]], [c.strip() for c in row.split("│")[1:-1]]))
+    assert cells["complete"] == "4" and cells["waiting"] == "3", out.stdout
 
 
 def test_trials_where_sort_columns_and_formats(lab, tmp_path):
