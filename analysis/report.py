@@ -16,6 +16,7 @@ import pandas as pd
 
 from lclab.analysis import plots
 from lclab.analysis.analyze import StudyAnalysis, analyze, scaling
+from lclab.analysis.effects import levels
 from lclab.analysis.load import Lab
 from lclab.analysis.pareto import COSTS
 from lclab.analysis.principles import level_text
@@ -24,12 +25,6 @@ from lclab.trials.db import tokens_spent
 
 APPENDIX_COLUMNS = ["study", "number", "state", "seed", "value", "learned", "duration_s", "train/tokens_seen", "fail_reason",
                     "infeasible", "run_dir"]
-
-
-def _level_order(level) -> tuple:
-    """Numbers by value (4 before 16), then every other level by its text: an axis may mix them (auto, 4, 8)."""
-    number = isinstance(level, (int, float, np.number)) and not isinstance(level, bool)
-    return (0, float(level), "") if number else (1, 0.0, str(level))
 
 
 # blocks: ("h", level, text) | ("p", text) | ("list", [text]) | ("table", DataFrame) | ("img", name, png) | ("code", text)
@@ -97,7 +92,7 @@ def _header(lab: Lab, studies, analyses) -> list:
                      "trial hours": f"{float(f.duration_s.fillna(0).sum()) / 3600:.2g}"})  # 2 digits: a CPU study is minutes
     blocks.append(("table", pd.DataFrame(rows)))
     for a in analyses:
-        axes = [{"axis": ax, "role": role, "levels": ", ".join(map(level_text, sorted(a.every_seed[ax].unique(), key=_level_order)))
+        axes = [{"axis": ax, "role": role, "levels": ", ".join(map(level_text, levels(a.every_seed, ax)))
                  if ax in a.every_seed else "(tuned per configuration)" if role == "nuisance" else ""}
                 for ax, role in a.info.roles.items()]
         blocks += [("p", f"What {a.info.name} searched ({a.info.space_file or 'space file not recorded'}):"),

@@ -370,9 +370,11 @@ def trials(
         except ExpressionError as err:
             bare = sorted((n for n in {*names, *frame.columns} if not n.isidentifier() and n in where
                            and f"`{n}`" not in where), key=len)
-            axis = bare[-1].removeprefix("param.") if bare else ""
-            hint = ("" if not bare else f"; an axis goes by its name alone: {axis}" if axis != bare[-1] and axis.isidentifier()
-                    else f"; a name holding / or . goes in backquotes: `{bare[-1]}`")
+            hint = ""
+            if bare and bare[-1].startswith("param.") and bare[-1].removeprefix("param.").isidentifier():
+                hint = f"; an axis goes by its name alone: {bare[-1].removeprefix('param.')}"
+            elif bare:
+                hint = f"; a name holding / or . goes in backquotes: `{bare[-1]}`"
             raise ConfigError("--where", f"{err}{hint}", f"use columns of the study: {', '.join(names)}") from None
         frame = frame[keep]
 
